@@ -1,0 +1,38 @@
+"""One error type for problems in the user's input, printed by the CLI without a traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AdaptError(Exception):
+    """A problem the user can fix: names the file, line and field when they are known, and how to fix it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.field = field
+        self.hint = hint
+
+    @property
+    def location(self) -> str:
+        """`file:line: field` with whatever parts are known."""
+        where = self.file or ""
+        if self.line is not None:
+            where = f"{where}:{self.line}" if where else f"line {self.line}"
+        if self.field:
+            where = f"{where}: field '{self.field}'" if where else f"field '{self.field}'"
+        return where
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}" if self.location else self.message
+        return f"{text}\n  hint: {self.hint}" if self.hint else text

@@ -1,0 +1,454 @@
+"""The experiment plan: typed, loaded from YAML with `a.b=c` overrides, validated before any run starts.
+
+A plan names one model, one or more tasks (the user's data) and the strategies to compare on them.
+Every error names the file, the YAML line and the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from advisor import paths
+from advisor.errors import AdaptError
+from advisor.strategies import Strategy
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskSpec(_Strict):
+    """One task: the user's data files and how to score them."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["classification", "qa", "multiple_choice"]
+    eval: Path
+    train: Path | None = None
+    corpus: Path | None = None  # documents for RAG retrieval and continued pre-training
+    labels: list[str] | None = None  # classification label set; inferred from the data when omitted
+    instruction: str | None = None  # one line telling the model what to do, used by every strategy
+    eval_limit: int | None = Field(default=200, ge=1)  # first N eval examples (None = all)
+    train_limit: int | None = Field(default=None, ge=1)
+
+
+class _StrategyBase(_Strict):
+    label: str | None = None  # distinguishes two settings of one strategy, e.g. lora-r4 and lora-r16
+    tasks: list[str] | None = None  # restrict to these task names (default: every task)
+    max_new_tokens: int = Field(default=32, ge=1)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.strategy  # type: ignore[attr-defined]
+
+
+class ZeroShotSettings(_StrategyBase):
+    strategy: Literal["zero_shot"] = "zero_shot"
+
+
+class FewShotSettings(_StrategyBase):
+    strategy: Literal["few_shot"] = "few_shot"
+    k: int = Field(default=4, ge=1)
+    selection: Literal["random", "similar"] = "random"
+    embedder: str = "all-MiniLM-L6-v2"  # used when selection is "similar"
+
+
+class RagSettings(_StrategyBase):
+    strategy: Literal["rag"] = "rag"
+    top_k: int = Field(default=3, ge=1)
+    chunk_size: int = Field(default=120, ge=8)  # words per chunk
+    chunk_overlap: int = Field(default=20, ge=0)
+    index: Literal["flat", "ivf", "hnsw"] = "flat"
+    embedder: str = "all-MiniLM-L6-v2"
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "RagSettings":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class TrainSettings(_StrategyBase):
+    """What every weight-changing strategy shares: one training loop, differing only in the model it builds."""
+
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_length: int = Field(default=256, ge=8)
+    packing: bool = True  # concatenate short examples into full rows (no padding waste)
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_checkpointing: bool = False
+    early_stop_patience: int | None = Field(default=None, ge=1)  # epochs without eval-loss gain
+    eval_fraction: float = Field(default=0.1, ge=0, lt=1)  # train examples held out for eval loss
+
+
+class LoraSettings(TrainSettings):
+    strategy: Literal["lora"] = "lora"
+    r: int = Field(default=8, ge=1)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class QLoraSettings(LoraSettings):
+    strategy: Literal["qlora"] = "qlora"  # type: ignore[assignment]
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+
+
+class IA3Settings(TrainSettings):
+    strategy: Literal["ia3"] = "ia3"
+    learning_rate: float = Field(default=3e-3, gt=0)
+    target_modules: list[str] = ["k_proj", "v_proj", "down_proj"]
+    feedforward_modules: list[str] = ["down_proj"]
+
+
+class PromptTuningSettings(TrainSettings):
+    strategy: Literal["prompt_tuning"] = "prompt_tuning"
+    learning_rate: float = Field(default=3e-2, gt=0)
+    num_virtual_tokens: int = Field(default=16, ge=1)
+
+
+class FullFTSettings(TrainSettings):
+    strategy: Literal["full_ft"] = "full_ft"
+    learning_rate: float = Field(default=2e-5, gt=0)
+
+
+class CptSettings(TrainSettings):
+    """Continued pre-training on the task's corpus (next-token loss on raw text), then scored like zero-shot."""
+
+    strategy: Literal["cpt"] = "cpt"
+    learning_rate: float = Field(default=5e-5, gt=0)
+
+
+StrategySettings = Annotated[
+    Union[
+        ZeroShotSettings,
+        FewShotSettings,
+        RagSettings,
+        LoraSettings,
+        QLoraSettings,
+        IA3Settings,
+        PromptTuningSettings,
+        FullFTSettings,
+        CptSettings,
+    ],
+    Field(discriminator="strategy"),
+]
+
+SETTINGS_BY_STRATEGY: dict[str, type[_StrategyBase]] = {
+    cls.model_fields["strategy"].default: cls
+    for cls in StrategySettings.__origin__.__args__  # type: ignore[attr-defined]
+}
+
+
+class ForgettingSettings(_Strict):
+    """lm-eval checks of general ability, base vs adapted, after every weight-changing run."""
+
+    enabled: bool = True
+    benchmarks: list[str] = ["arc_easy", "arc_challenge", "hellaswag", "winogrande", "piqa", "boolq", "mmlu"]
+    limit: int | None = Field(default=50, ge=1)  # items per benchmark (None = the full set)
+    perplexity: bool = True  # cheap proxy: perplexity on held-out general text
+
+
+class CostSettings(_Strict):
+    """Prices used to turn measured time and tokens into dollars."""
+
+    gpu_hour_usd: float = Field(default=2.0, ge=0)
+    cpu_hour_usd: float = Field(default=0.10, ge=0)
+    usd_per_1m_input_tokens: float = Field(default=0.10, ge=0)  # what a served query pays per prompt token
+    usd_per_1m_output_tokens: float = Field(default=0.40, ge=0)
+
+
+class Plan(_Strict):
+    name: str = "plan"
+    model: str = DEFAULT_MODEL  # a registry name (`adapt models list`), a local HF folder or a hub id
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    output_dir: Path = Path("results")
+    tasks: list[TaskSpec] = Field(min_length=1)
+    strategies: list[StrategySettings] = Field(min_length=1)
+    forgetting: ForgettingSettings = ForgettingSettings()
+    cost: CostSettings = CostSettings()
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        """Allow `- zero_shot` as shorthand for `- strategy: zero_shot`."""
+        if isinstance(value, list):
+            return [{"strategy": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Plan":
+        task_names = [t.name for t in self.tasks]
+        if len(set(task_names)) != len(task_names):
+            raise ValueError(f"task names must be unique, got {task_names}")
+        run_names = [s.name for s in self.strategies]
+        if len(set(run_names)) != len(run_names):
+            raise ValueError(f"strategies repeat {run_names}: give repeated ones a distinct `label`")
+        for strategy in self.strategies:
+            for name in strategy.tasks or []:
+                if name not in task_names:
+                    raise ValueError(f"strategy {strategy.name} names unknown task {name!r} (tasks: {task_names})")
+        return self
+
+    def runs(self) -> list[tuple[TaskSpec, StrategySettings]]:
+        """Every (task, strategy) pair the plan asks for, in plan order, skipping pairs that cannot run."""
+        pairs = []
+        for task in self.tasks:
+            for strategy in self.strategies:
+                if strategy.tasks is None or task.name in strategy.tasks:
+                    pairs.append((task, strategy))
+        return pairs
+
+    def check_runnable(self, source: str = "plan") -> None:
+        """Fail early, before loading any model, on pairs that cannot run: missing files, missing train/corpus."""
+        for task in self.tasks:
+            for key in ("eval", "train", "corpus"):
+                path = getattr(task, key)
+                if path is not None and not Path(path).exists():
+                    hint = "run `adapt data ensure` to provision the bundled data" if "{data}" in str(path) or str(paths.data_dir()) in str(path) else None
+                    raise AdaptError(f"{key} file not found: {path}", file=source, field=f"tasks.{task.name}.{key}", hint=hint)
+        for task, strategy in self.runs():
+            needs_train = strategy.strategy in ("few_shot", "lora", "qlora", "ia3", "prompt_tuning", "full_ft")
+            if needs_train and task.train is None:
+                raise AdaptError(f"{strategy.strategy} needs a train file but task {task.name!r} has none",
+                                 file=source, field=f"tasks.{task.name}.train",
+                                 hint=f"add `train:` to the task or restrict the strategy with `tasks:`")
+            if strategy.strategy in ("rag", "cpt") and task.corpus is None:
+                raise AdaptError(f"{strategy.strategy} needs a corpus but task {task.name!r} has none",
+                                 file=source, field=f"tasks.{task.name}.corpus",
+                                 hint=f"add `corpus:` (folder of .txt/.md or JSONL of documents) or restrict the strategy with `tasks:`")
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+def _line_index(text: str) -> dict[tuple, int]:
+    """Map each YAML path (keys and list indices) to its 1-based line, for error messages."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                walk(value_node, path + (key_node.value,))
+                lines[path + (key_node.value,)] = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, path + (index,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _nearest_line(lines: dict[tuple, int], loc: tuple) -> int | None:
+    """The line of the deepest YAML node on the error's path (pydantic adds union tags we skip)."""
+    path = tuple(part for part in loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise AdaptError(f"override {text!r} is not of the form key=value", field=text,
+                         hint="e.g. seed=1, tasks.sst2.eval_limit=50, strategies.lora.r=16")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_override(data: dict, override: str) -> None:
+    """Set `a.b=c` in the raw plan dict; list items are addressed by index or by their name/label/strategy."""
+    keys, value = _parse_override(override)
+    node: Any = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            node = _list_item(node, key, override)
+            if last:
+                raise AdaptError(f"override {override!r} must name a field inside the list item", field=override)
+            continue
+        if not isinstance(node, dict):
+            raise AdaptError(f"override {override!r}: {'.'.join(keys[:depth])} is not a mapping", field=override)
+        if last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
+
+
+def _list_item(items: list, key: str, override: str) -> Any:
+    if key.isdigit() and int(key) < len(items):
+        return items[int(key)]
+    for index, item in enumerate(items):
+        if isinstance(item, str) and item == key:
+            items[index] = {"strategy": item}
+            return items[index]
+        if isinstance(item, dict) and key in (item.get("label"), item.get("name"), item.get("strategy")):
+            return item
+    raise AdaptError(f"override {override!r}: no list item named {key!r}", field=override)
+
+
+def _expand(value: Any, base: Path) -> Any:
+    """Resolve `{data}` (the provisioned data cache) and paths relative to the plan file."""
+    text = str(value).replace("{data}", str(paths.data_dir()))
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None, overrides: list[str] = ()) -> Plan:
+    """Parse and validate a plan's YAML text; every error is an AdaptError naming source, line and field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise AdaptError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
+                         line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise AdaptError("a plan must be a YAML mapping with at least `tasks:` and `strategies:`", file=source, line=1)
+    for override in overrides:
+        apply_override(data, override)
+    base = base_dir or Path.cwd()
+    for task in data.get("tasks") or []:
+        if isinstance(task, dict):
+            for key in ("eval", "train", "corpus"):
+                if task.get(key) is not None:
+                    task[key] = _expand(task[key], base)
+    if data.get("output_dir") is not None:
+        data["output_dir"] = _expand(data["output_dir"], base)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        raise _as_adapt_error(exc, text, source) from None
+
+
+def _as_adapt_error(exc: ValidationError, text: str, source: str) -> AdaptError:
+    lines = _line_index(text)
+    error = exc.errors()[0]
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part in SETTINGS_BY_STRATEGY))
+    field = ".".join(str(part) for part in loc) or None
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling; `adapt compare --help` lists the plan format)"
+    return AdaptError(message + more, file=source, line=_nearest_line(lines, loc), field=field)
+
+
+def load_plan(path: str | Path, overrides: list[str] = ()) -> Plan:
+    """Load a plan file; relative data paths resolve against the plan's own folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AdaptError("plan file not found", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise AdaptError(f"plan file is not UTF-8 text (byte {exc.start})", file=path) from None
+    return parse_plan(text, source=str(path), base_dir=path.resolve().parent, overrides=list(overrides))
+
+
+# --- identity of a run -----------------------------------------------------------------------------------
+
+
+def file_digest(path: Path | None) -> str | None:
+    """sha256 of a file, or of a folder's files in sorted order, so a run changes identity when its data does."""
+    if path is None:
+        return None
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class RunSpec(_Strict):
+    """Everything one run needs, fully resolved: what `run(cfg)` receives."""
+
+    plan_name: str
+    model: str
+    seed: int
+    device: str
+    dtype: str
+    task: TaskSpec
+    strategy: StrategySettings
+    forgetting: ForgettingSettings
+    cost: CostSettings
+    data_hashes: dict[str, str | None]
+    run_dir: Path  # where this run keeps its artifacts (adapters, checkpoints, predictions)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define the result; output locations and the plan's name are left out."""
+        return {
+            "model": self.model,
+            "seed": self.seed,
+            "device": self.device,
+            "dtype": self.dtype,
+            "task": self.task.model_dump(mode="json", exclude={"train", "eval", "corpus"}),
+            "strategy": self.strategy.model_dump(mode="json", exclude={"tasks", "label"}),
+            "data": self.data_hashes,
+        }
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.task.name}__{self.strategy.name}__{self.config_hash}"
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` means CUDA when present; torch is imported only here, at run time."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
+    """Resolve a plan into one RunSpec per (task, strategy) pair."""
+    device = device or resolve_device(plan.device)
+    digests: dict[Path, str | None] = {}
+
+    def digest(path: Path | None) -> str | None:
+        if path is None:
+            return None
+        if path not in digests:
+            digests[path] = file_digest(path)
+        return digests[path]
+
+    specs = []
+    for task, strategy in plan.runs():
+        hashes = {key: digest(getattr(task, key)) for key in ("train", "eval", "corpus")}
+        spec = RunSpec(
+            plan_name=plan.name, model=plan.model, seed=plan.seed, device=device, dtype=plan.dtype,
+            task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost,
+            data_hashes=hashes, run_dir=Path(plan.output_dir),
+        )
+        spec.run_dir = Path(plan.output_dir) / "artifacts" / spec.run_id
+        specs.append(spec)
+    return specs

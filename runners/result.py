@@ -1,0 +1,171 @@
+"""RunResult and the results store: one JSON per run, written atomically, keyed by the run's config hash.
+
+The store is the only thing reports read, and what lets a repeated `compare` skip finished runs.
+Layout of a results directory:
+    runs/<run_id>.json                 one RunResult each
+    artifacts/<run_id>/                predictions.jsonl, adapters, checkpoints
+    base/                              cached base-model scores (forgetting)
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class RunStatus(str, Enum):
+    ok = "ok"
+    failed = "failed"
+
+
+@dataclass
+class RunResult:
+    """What one (task, strategy) run measured.
+
+    metrics: {"accuracy": .8, "accuracy_ci": [lo, hi], "macro_f1": ..., "exact_match": ..., "f1": ...,
+              "n": 200, "retrieval_hit_rate": ...} — `primary_metric` names the headline one.
+    cost: train_time_s, examples_per_s, tokens_per_s, peak_memory_mb, trainable_params, total_params,
+          adapter_size_mb, latency_p50_s, latency_p95_s, prompt_tokens_per_query,
+          completion_tokens_per_query, usd_train, usd_per_1m_queries.
+    forgetting: {"benchmarks": {name: {base, adapted, delta, ci_low, ci_high, n, dropped}},
+                 "retained": mean adapted/base, "perplexity": {base, adapted}}
+    curves: {"train_loss": [[step, loss], ...], "eval_loss": [[epoch, loss], ...]}
+    """
+
+    run_id: str
+    task: str
+    strategy: str  # the strategy's kind, e.g. "lora"
+    label: str  # the plan's name for this run, e.g. "lora-r16" (equals strategy when not set)
+    status: RunStatus
+    config: dict[str, Any]
+    config_hash: str
+    primary_metric: str = "accuracy"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    forgetting: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, Any] = field(default_factory=dict)
+    predictions_file: str | None = None  # relative to the results directory
+    artifact_dir: str | None = None  # relative to the results directory
+    error: str | None = None
+    seed: int = 0
+    model: str = ""
+    hashes: dict[str, Any] = field(default_factory=dict)  # model and data digests
+    env: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunResult":
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known["status"] = RunStatus(known["status"])
+        return cls(**known)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temp file in the same folder, then rename: a crash never leaves half a JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+PACKAGES = ("adaptlab", "torch", "transformers", "peft", "bitsandbytes", "sentence-transformers",
+            "faiss-cpu", "lm-eval", "accelerate", "datasets")
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, for the reproducibility footer."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+            env["gpu_count"] = torch.cuda.device_count()
+    except ImportError:
+        pass
+    return env
+
+
+class ResultStore:
+    """A results directory: one JSON per run; finished runs are found by id to skip them on re-run."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+
+    def path_for(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.json"
+
+    def save(self, result: RunResult) -> Path:
+        path = self.path_for(result.run_id)
+        write_json_atomic(path, result.to_json())
+        return path
+
+    def get(self, run_id: str) -> RunResult | None:
+        path = self.path_for(run_id)
+        if not path.exists():
+            return None
+        return RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+    def is_done(self, run_id: str) -> bool:
+        """A run counts as done only when it succeeded: failed runs are retried on the next compare."""
+        result = self.get(run_id)
+        return result is not None and result.status is RunStatus.ok
+
+    def all(self) -> list[RunResult]:
+        if not self.runs_dir.exists():
+            return []
+        return [
+            RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+            for path in sorted(self.runs_dir.glob("*.json"))
+        ]
