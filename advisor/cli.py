@@ -37,9 +37,9 @@ def friendly_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except AdaptError as error:
-            console.print(f"[bold red]error:[/] {error.location + ': ' if error.location else ''}{error.message}", highlight=False)
+            console.print(f"[bold red]error:[/] {error.location + ': ' if error.location else ''}{error.message}", highlight=False, soft_wrap=True)
             if error.hint:
-                console.print(f"  [dim]hint:[/] {error.hint}", highlight=False)
+                console.print(f"  [dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume.")

@@ -179,8 +179,8 @@ class Plan(_Strict):
     output_dir: Path = Path("results")
     tasks: list[TaskSpec] = Field(min_length=1)
     strategies: list[StrategySettings] = Field(min_length=1)
-    forgetting: ForgettingSettings = ForgettingSettings()
-    cost: CostSettings = CostSettings()
+    forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
 
     @field_validator("strategies", mode="before")
     @classmethod

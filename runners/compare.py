@@ -1,0 +1,197 @@
+"""`adapt compare`: run a plan's strategies head to head, one JSON per run, resumable.
+
+Each finished run is saved before the next starts, so Ctrl-C or a crash keeps every finished run and a
+re-run skips them (a run is identified by the hash of its resolved config). A run that fails is recorded
+as failed with its error; the others go on.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from advisor.errors import AdaptError
+from advisor.plan import Plan, RunSpec, load_plan, run_specs
+from runners.result import ResultStore, RunResult, RunStatus, now_iso, write_json_atomic
+
+
+def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
+    """Keep the runs whose strategy kind or label is named in `only` (all when empty)."""
+    if not only:
+        return specs
+    known = {s.strategy.strategy for s in specs} | {s.strategy.name for s in specs}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise AdaptError(f"--only names {unknown}, which the plan does not run", field="--only",
+                         hint=f"the plan's strategies: {sorted(known)}")
+    return [s for s in specs if s.strategy.strategy in only or s.strategy.name in only]
+
+
+def failed_result(spec: RunSpec, error: BaseException, started: float) -> RunResult:
+    """A failed run keeps its config and error so the report can list it; the traceback goes beside it."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "error.txt").write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    message = f"{type(error).__name__}: {error}".strip()
+    if type(error).__name__ in ("OutOfMemoryError", "MemoryError"):
+        message = f"out of memory: {message}"
+    return RunResult(
+        run_id=spec.run_id, task=spec.task.name, strategy=spec.strategy.strategy, label=spec.strategy.name,
+        status=RunStatus.failed, config=spec.model_dump(mode="json"), config_hash=spec.config_hash,
+        error=message.splitlines()[0][:500], seed=spec.seed, model=spec.model, hashes=dict(spec.data_hashes),
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), finished_at=now_iso(),
+        duration_s=round(time.time() - started, 3),
+    )
+
+
+def execute(spec: RunSpec) -> RunResult:
+    """Run one strategy; any exception becomes a failed result (KeyboardInterrupt still stops the comparison)."""
+    from runners import get_runner
+
+    started = time.time()
+    try:
+        return get_runner(spec.strategy.strategy)(spec)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded, and the comparison goes on
+        return failed_result(spec, error, started)
+
+
+def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None:
+    """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run."""
+    from advisor.strategies import Strategy
+
+    if not (spec.forgetting.enabled and result.status is RunStatus.ok and Strategy(spec.strategy.strategy).changes_weights):
+        return
+    adapted = spec.run_dir / "model"
+    if not adapted.exists():
+        result.forgetting = {"error": f"no saved model at {adapted}"}
+        return
+    from runners.forgetting import check_forgetting
+    from runners.progress import note
+
+    note(f"{spec.task.name} · {spec.strategy.name}: forgetting checks ({', '.join(spec.forgetting.benchmarks)})")
+    try:
+        result.forgetting = check_forgetting(spec.model, adapted, spec.forgetting, device=spec.device,
+                                             cache_dir=results_root / "base")
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001
+        result.forgetting = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
+
+
+def summary_table(results: list[RunResult], pending: list[RunSpec] = ()) -> Any:
+    from rich.table import Table
+
+    table = Table(title="adapt compare", show_lines=False)
+    for column in ("task", "strategy", "status", "score", "95% CI", "train s", "peak MB", "p50 s", "prompt tok", "retained"):
+        table.add_column(column, justify="right" if column not in ("task", "strategy", "status") else "left")
+    for r in results:
+        metric = r.metrics.get(r.primary_metric)
+        ci = r.metrics.get(f"{r.primary_metric}_ci") or []
+        retained = (r.forgetting or {}).get("retained")
+        status = "[green]ok[/]" if r.status is RunStatus.ok else f"[red]failed[/] {r.error or ''}"[:60]
+        table.add_row(
+            r.task, r.label, status,
+            f"{r.primary_metric} {metric:.3f}" if isinstance(metric, (int, float)) else "—",
+            f"{ci[0]:.2f}–{ci[1]:.2f}" if len(ci) == 2 else "—",
+            _fmt(r.cost.get("train_time_s"), ".1f"), _fmt(r.cost.get("peak_memory_mb"), ".0f"),
+            _fmt(r.cost.get("latency_p50_s"), ".2f"), _fmt(r.cost.get("prompt_tokens_per_query"), ".0f"),
+            _fmt(retained, ".3f"),
+        )
+    for spec in pending:
+        table.add_row(spec.task.name, spec.strategy.name, "[dim]pending[/]", *["" for _ in range(7)])
+    return table
+
+
+def one_line(result: RunResult) -> str:
+    """A finished run in one log line (what a CI log or a non-terminal shows)."""
+    if result.status is not RunStatus.ok:
+        return f"✗ {result.task} · {result.label}: failed — {result.error}"
+    metric = result.metrics.get(result.primary_metric)
+    retained = (result.forgetting or {}).get("retained")
+    return (f"✓ {result.task} · {result.label}: {result.primary_metric} {_fmt(metric, '.3f')}"
+            f" · train {_fmt(result.cost.get('train_time_s'), '.1f')} s · {result.duration_s:.0f} s total"
+            + (f" · retained {retained:.3f}" if isinstance(retained, float) else ""))
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "—"
+
+
+def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: Any = None) -> list[RunResult]:
+    """Run every spec not already finished, saving each result as soon as it exists."""
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from runners.progress import showing
+
+    console = console or Console(stderr=True)
+    store = ResultStore(plan.output_dir)
+    results = [store.get(s.run_id) for s in specs]
+    todo = [s for s, r in zip(specs, results) if rerun or r is None or r.status is not RunStatus.ok]
+    done = [r for r in results if r is not None and r.status is RunStatus.ok and not rerun]
+    if done:
+        console.print(f"[dim]{len(done)} finished run(s) found in {store.runs_dir}: skipped (use --rerun to repeat)[/]")
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+    finished: list[RunResult] = list(done)
+    overall = progress.add_task("runs", total=len(todo))
+    with Live(Group(summary_table(finished, todo), progress), console=console, refresh_per_second=4,
+              transient=False) as live, showing(progress):
+        for index, spec in enumerate(todo):
+            progress.update(overall, description=f"run {index + 1}/{len(todo)}: {spec.task.name} · {spec.strategy.name}")
+            result = execute(spec)
+            add_forgetting(spec, result, Path(plan.output_dir))
+            store.save(result)
+            console.print(one_line(result), highlight=False)
+            finished.append(result)
+            progress.advance(overall)
+            live.update(Group(summary_table(finished, todo[index + 1:]), progress))
+    return finished
+
+
+def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, only: list[str],
+                    forgetting: bool | None, rerun: bool, dry_run: bool) -> list[RunResult]:
+    """CLI entry: load and validate the plan (before any model loads), then run what is not done yet."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    loaded = load_plan(plan, overrides)
+    if output_dir is not None:
+        loaded.output_dir = output_dir.resolve()
+    if forgetting is not None:
+        loaded.forgetting.enabled = forgetting
+    loaded.check_runnable(source=str(plan))
+    specs = select(run_specs(loaded), only)
+    store = ResultStore(loaded.output_dir)
+    if dry_run:
+        from rich.table import Table
+
+        table = Table(title=f"{len(specs)} run(s) planned → {loaded.output_dir}")
+        for column in ("run id", "task", "strategy", "state"):
+            table.add_column(column)
+        for spec in specs:
+            table.add_row(spec.run_id, spec.task.name, spec.strategy.name, "done" if store.is_done(spec.run_id) else "to run")
+        console.print(table)
+        return []
+    write_json_atomic(Path(loaded.output_dir) / "compare.json", {
+        "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
+        "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
+    })
+    _copy_advice(Path(plan), Path(loaded.output_dir))
+    results = compare(loaded, specs, rerun=rerun, console=console)
+    failed = [r for r in results if r.status is RunStatus.failed]
+    console.print(f"results: {store.runs_dir}  ({len(results) - len(failed)} ok, {len(failed)} failed)"
+                  f" — next: adapt report {loaded.output_dir}")
+    return results
+
+
+def _copy_advice(plan_path: Path, output_dir: Path) -> None:
+    """`adapt advise` writes its reasoning beside the plan; the report compares it with what was measured."""
+    advice = plan_path.with_suffix(".advice.json")
+    if advice.exists():
+        (output_dir / "advice.json").write_text(advice.read_text(encoding="utf-8"), encoding="utf-8")

@@ -1,0 +1,105 @@
+"""`adapt compare` orchestration on a tiny model: results saved per run, resume, failures recorded, Ctrl-C keeps work."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import runners
+from advisor.cli import app
+from advisor.plan import load_plan, run_specs
+from runners.compare import compare
+from runners.result import ResultStore, RunStatus
+
+
+@pytest.fixture()
+def plan_file(tmp_path, tiny_model_dir):
+    rows = [{"text": f"the movie was {'great' if i % 2 else 'awful'} {i}", "label": "positive" if i % 2 else "negative"}
+            for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[8:]))
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"""\
+model: {tiny_model_dir}
+output_dir: out
+tasks:
+  - name: toy
+    type: classification
+    train: train.jsonl
+    eval: eval.jsonl
+strategies:
+  - strategy: zero_shot
+    max_new_tokens: 3
+  - strategy: few_shot
+    k: 2
+    max_new_tokens: 3
+forgetting:
+  enabled: false
+""")
+    return path
+
+
+def test_compare_runs_saves_and_resumes(plan_file, monkeypatch):
+    plan = load_plan(plan_file)
+    specs = run_specs(plan, device="cpu")
+    results = compare(plan, specs)
+    assert [r.status for r in results] == [RunStatus.ok, RunStatus.ok]
+    store = ResultStore(plan.output_dir)
+    saved = {r.label: r for r in store.all()}
+    assert set(saved) == {"zero_shot", "few_shot"}
+    assert saved["few_shot"].metrics["k"] == 2
+    assert saved["few_shot"].cost["prompt_tokens_per_query"] > saved["zero_shot"].cost["prompt_tokens_per_query"]
+    predictions = (plan.output_dir / saved["zero_shot"].predictions_file).read_text().splitlines()
+    assert len(predictions) == 4
+
+    calls = []
+    monkeypatch.setitem(runners.RUNNERS, "zero_shot", "builtins:print")
+    monkeypatch.setattr("runners.compare.execute", lambda spec: calls.append(spec) or None)
+    again = compare(plan, specs)
+    assert calls == []  # both runs were found finished and skipped
+    assert len(again) == 2
+
+
+def test_failed_run_is_recorded_and_others_go_on(plan_file, monkeypatch):
+    def broken(spec):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    import runners.zero_shot
+
+    monkeypatch.setattr(runners.zero_shot, "run", broken)
+    plan = load_plan(plan_file)
+    results = compare(plan, run_specs(plan, device="cpu"))
+    by_label = {r.label: r for r in results}
+    assert by_label["zero_shot"].status is RunStatus.failed
+    assert "out of memory" in by_label["zero_shot"].error
+    assert by_label["few_shot"].status is RunStatus.ok
+    stored = ResultStore(plan.output_dir).get(by_label["zero_shot"].run_id)
+    assert stored.status is RunStatus.failed
+    assert (plan.output_dir / "artifacts" / stored.run_id / "error.txt").exists()
+
+
+def test_interrupt_keeps_finished_runs(plan_file, monkeypatch):
+    import runners.few_shot
+
+    def interrupted(spec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runners.few_shot, "run", interrupted)
+    plan = load_plan(plan_file)
+    with pytest.raises(KeyboardInterrupt):
+        compare(plan, run_specs(plan, device="cpu"))
+    assert [r.label for r in ResultStore(plan.output_dir).all()] == ["zero_shot"]
+
+
+def test_cli_dry_run_and_bad_plan(plan_file, tmp_path):
+    cli = CliRunner()
+    done = cli.invoke(app, ["compare", str(plan_file), "--dry-run", "tasks.toy.eval_limit=2"])
+    assert done.exit_code == 0, done.output
+    assert "toy__zero_shot__" in done.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(plan_file.read_text().replace("k: 2", "k: -1"))
+    failed = cli.invoke(app, ["compare", str(bad)])
+    assert failed.exit_code == 2
+    assert "bad.yaml:12" in failed.output and "strategies.1.k" in failed.output
+    assert "Traceback" not in failed.output
