@@ -191,7 +191,11 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
 
 
 def _copy_advice(plan_path: Path, output_dir: Path) -> None:
-    """`adapt advise` writes its reasoning beside the plan; the report compares it with what was measured."""
-    advice = plan_path.with_suffix(".advice.json")
-    if advice.exists():
-        (output_dir / "advice.json").write_text(advice.read_text(encoding="utf-8"), encoding="utf-8")
+    """`adapt advise --plan P` writes its reasoning to P.advice.json; the report compares it with what was measured.
+
+    The advice beside this plan wins; else one that `advise` wrote into the results folder is used.
+    """
+    beside = plan_path.with_suffix(".advice.json")
+    candidates = [beside] if beside.exists() else sorted(output_dir.glob("*.advice.json"))
+    if candidates:
+        (output_dir / "advice.json").write_text(candidates[0].read_text(encoding="utf-8"), encoding="utf-8")

@@ -1,0 +1,171 @@
+"""`adapt advise`: gather answers (prompts, YAML, --set), recommend, print the evidence, write the plan.
+
+The plan is validated with the same parser `compare` uses and written atomically at the very end, so Ctrl-C
+during the questionnaire leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from advisor.engine import Recommendation, recommend, rerank
+from advisor.errors import AdaptError
+from advisor.hardware import GPUS
+from advisor.questions import QUESTIONS, Answers, Question, apply_sets, display, load_answers, parse_value
+from advisor.strategies import DESCRIPTIONS, Strategy
+
+COMBINATIONS = {"rag+lora": "retrieval for the facts + LoRA for the behaviour",
+                "cpt+lora": "continued pre-training on the corpus, then LoRA on the labels"}
+
+
+def advise_command(answers: Path | None, sets: list[str], results: Path | None, plan_out: Path,
+                   as_json: bool, interactive: bool | None) -> None:
+    given = load_answers(answers) if answers else Answers()
+    given = apply_sets(given, sets)
+    if interactive is None:
+        interactive = answers is None and not sets and sys.stdin.isatty()
+    if interactive:
+        given = ask(given, Console(stderr=as_json))  # with --json, stdout carries only the JSON
+    recommendation = recommend(given)
+    if results is not None:
+        recommendation = rerank(recommendation, load_results(results))
+    write_plan(recommendation.plan_yaml, plan_out)
+    write_advice(recommendation, plan_out)
+    if as_json:
+        print(json.dumps({**recommendation.to_dict(), "plan": str(plan_out)}, indent=2))
+    else:
+        render(recommendation, plan_out, Console())
+
+
+def load_results(results: Path) -> list:
+    from runners.result import ResultStore  # no torch at module level
+
+    if not Path(results).is_dir():
+        raise AdaptError("results directory not found", file=results, hint="pass the --output folder of `adapt compare`")
+    try:
+        return ResultStore(results).all()
+    except (ValueError, KeyError, TypeError) as error:
+        raise AdaptError(f"a run JSON could not be read: {error}", file=Path(results) / "runs") from None
+
+
+def write_plan(text: str, plan_out: Path) -> None:
+    """Validate with compare's own parser first, then write atomically."""
+    from advisor.plan import parse_plan
+    from runners.result import write_text_atomic
+
+    parse_plan(text, source=str(plan_out), base_dir=Path(plan_out).resolve().parent)
+    write_text_atomic(Path(plan_out), text)
+
+
+def write_advice(recommendation: Recommendation, plan_out: Path) -> None:
+    """The reasoning beside the plan (PLAN.advice.json): `compare` copies it into its results for the report."""
+    from runners.result import write_json_atomic
+
+    write_json_atomic(Path(plan_out).with_suffix(".advice.json"), recommendation.to_dict())
+
+
+# --- interactive questionnaire ----------------------------------------------------------------------------
+
+
+def _prompt_line(question: Question, current: object) -> str:
+    choices = f" [dim]({'/'.join(question.choices)})[/]" if question.choices else ""
+    return f"[bold]{question.text}[/]{choices} [cyan]\\[{display(current)}][/] [dim]? for help[/]: "
+
+
+def ask(answers: Answers, console: Console) -> Answers:
+    """One question at a time, skipping those that do not apply; `?` shows help, bad input is asked again."""
+    from dataclasses import replace
+
+    console.print("[bold]adapt advise[/] — press Enter to keep the value in brackets, `?` for help, Ctrl-C to quit.")
+    section = None
+    for question in QUESTIONS:
+        if not question.ask_if(answers):
+            continue
+        if question.section and question.section != section:
+            section = question.section
+            console.rule(section)
+        while True:
+            raw = console.input(_prompt_line(question, getattr(answers, question.key))).strip()
+            if raw == "?":
+                console.print(f"  [dim]{question.help}[/]")
+                continue
+            if raw == "":
+                break
+            try:
+                value = parse_value(question, raw)
+            except ValueError as error:
+                console.print(f"  [red]{error}[/]")
+                continue
+            answers = replace(answers, **{question.key: value})
+            break
+    return answers
+
+
+# --- output ----------------------------------------------------------------------------------------------
+
+
+def describe(strategy: str) -> str:
+    return COMBINATIONS.get(strategy) or DESCRIPTIONS[Strategy(strategy)]
+
+
+def human_time(hours: float) -> str:
+    if hours <= 0:
+        return "—"
+    seconds = hours * 3600
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{hours:.1f} h"
+
+
+def dollars(value: float) -> str:
+    return "—" if value == 0 else "<0.01" if value < 0.01 else f"{value:,.2f}"
+
+
+def fits_summary(fits: list[str]) -> str:
+    """The smallest GPU that fits, then '+' for every larger one (the table is ordered by memory)."""
+    gpus = [name for name in GPUS if name in fits]
+    text = f"{gpus[0]}+" if gpus else "[red]no GPU[/]"
+    return text + (", CPU" if "CPU" in fits else "")
+
+
+def render(rec: Recommendation, plan_out: Path, console: Console) -> None:
+    table = Table(title=f"Recommendation (time and $ on {rec.device})", title_justify="left")
+    for column in ("#", "strategy", "score", "memory", "train time", "$ train", "$ / 1M queries", "fits on"):
+        table.add_column(column, justify="right" if column in ("#", "score", "memory", "$ train", "$ / 1M queries") else "left")
+    for rank, (strategy, points) in enumerate(rec.ranking, 1):
+        e = rec.estimates[strategy]
+        table.add_row(str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB", human_time(e.train_hours),
+                      dollars(e.usd_train), dollars(e.usd_per_1m_queries), fits_summary(e.fits),
+                      style="bold green" if rank == 1 else None)
+    console.print(table)
+    console.print(f"Top pick: [bold green]{rec.top}[/] — {describe(rec.top)}.")
+    console.print("[bold]Why[/] (rules that fired, in order):")
+    for rule in rec.fired:
+        effects = ", ".join(f"{s} {v}" for s, v in rule.effect.items())
+        console.print(f"  • [cyan]{rule.id}[/] — {rule.because} [dim]({effects})[/]")
+    if not rec.fired:
+        console.print("  [dim]none: answer more questions for a sharper ranking[/]")
+    if rec.ruled_out:
+        console.print("[bold]Ruled out:[/]")
+        for strategy, reasons in rec.ruled_out.items():
+            console.print(f"  ✗ {strategy}: {'; '.join(reasons)}")
+    if rec.measured:
+        render_measured(rec, console)
+    for warning in rec.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"Plan written to [bold]{plan_out}[/] — run it with `adapt compare {plan_out}`.")
+
+
+def render_measured(rec: Recommendation, console: Console) -> None:
+    table = Table(title="Measured by compare (best first)", title_justify="left")
+    for column in ("run", "metric", "value", "retained", "$ / 1M queries", "utility"):
+        table.add_column(column)
+    for row in rec.measured:
+        retained = "—" if row["retained"] is None else f"{row['retained']:.2f}"
+        usd = "—" if row["usd_per_1m_queries"] is None else f"{row['usd_per_1m_queries']:.2f}"
+        table.add_row(row["label"], row["metric"], f"{row['value']:.3f}", retained, usd, f"{row['utility']:.3f}")
+    console.print(table)
+    for line in rec.overturned:
+        console.print(f"[magenta]overturned:[/] {line}")

@@ -1,0 +1,304 @@
+"""The decision engine: answers -> ranked strategies, the rules that fired, what was ruled out and why,
+estimates per strategy, and a runnable `compare` plan for the top candidates. `rerank` closes the loop with
+what `compare` measured. Pure functions over data; no torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import yaml
+
+from advisor import estimate as est
+from advisor.hardware import GPUS, Device, local_cpu
+from advisor.questions import QUESTIONS, Answers
+from advisor.rules import OUT, PRIOR, RULES, STRATEGIES, SUPERVISED, contradictions
+
+DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
+TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
+OUTPUT_TOKENS_BY_TYPE = {"classification": 4, "qa": 24, "multiple_choice": 4}
+PLAN_CANDIDATES = 4  # strategies the plan compares, besides the zero-shot baseline
+
+
+@dataclass
+class FiredRule:
+    id: str
+    because: str
+    effect: dict[str, str]  # strategy -> "+3", "-2" or "out"
+
+
+@dataclass
+class Recommendation:
+    answers: Answers
+    ranking: list[tuple[str, float]]  # viable strategies, best first
+    fired: list[FiredRule]
+    ruled_out: dict[str, list[str]]  # strategy -> reasons
+    warnings: list[str]
+    estimates: dict[str, est.StrategyEstimate]
+    device: str  # what time and $ are estimated on
+    plan_yaml: str
+    measured: list[dict] = field(default_factory=list)  # filled by rerank
+    overturned: list[str] = field(default_factory=list)
+
+    @property
+    def top(self) -> str:
+        return self.ranking[0][0]
+
+    def to_dict(self) -> dict:
+        return {
+            "top": self.top,
+            "ranking": [{"strategy": s, "score": score} for s, score in self.ranking],
+            "fired": [f.__dict__ for f in self.fired],
+            "ruled_out": self.ruled_out,
+            "warnings": self.warnings,
+            "estimates": {s: e.to_dict() for s, e in self.estimates.items()},
+            "estimated_on": self.device,
+            "measured": self.measured,
+            "overturned": self.overturned,
+            "answers": self.answers.answered(),
+        }
+
+
+def score(answers: Answers) -> tuple[dict[str, float], list[FiredRule], dict[str, list[str]]]:
+    """Apply every rule in table order: scores add up, OUT is final."""
+    scores = dict(PRIOR)
+    fired, ruled_out = [], {}
+    for rule in RULES:
+        if not rule.when(answers):
+            continue
+        fired.append(FiredRule(rule.id, rule.because, {s: (OUT if v == OUT else f"{v:+g}") for s, v in rule.effect.items()}))
+        for strategy, effect in rule.effect.items():
+            if effect == OUT:
+                ruled_out.setdefault(strategy, []).append(f"{rule.id}: {rule.because}")
+            else:
+                scores[strategy] += effect
+    return scores, fired, ruled_out
+
+
+def training_device(answers: Answers) -> Device:
+    if answers.cpu_only:
+        return local_cpu()
+    gpu = GPUS[answers.gpu or DEFAULT_GPU]
+    if answers.gpu_hour_usd is not None:
+        gpu = replace(gpu, usd_per_hour=answers.gpu_hour_usd)
+    return replace(gpu, name=f"{answers.gpu_count}x {gpu.name}", memory_gib=gpu.memory_gib * answers.gpu_count,
+                   tflops=gpu.tflops * answers.gpu_count, usd_per_hour=gpu.usd_per_hour * answers.gpu_count)
+
+
+def example_tokens(answers: Answers) -> int:
+    return answers.avg_example_tokens or TOKENS_BY_TYPE.get(answers.task_type or "", 80)
+
+
+def epochs_for(answers: Answers) -> float:
+    """Small data sets need several passes; large ones one."""
+    return 3.0 if 0 < (answers.labelled_examples or 0) < 500 else 1.0
+
+
+def max_length_for(answers: Answers) -> int:
+    tokens = example_tokens(answers)
+    return 256 if tokens <= 200 else 512 if tokens <= 400 else 1024
+
+
+def workload(answers: Answers) -> est.Workload:
+    tokens = example_tokens(answers)
+    return est.Workload(
+        train_tokens=(answers.labelled_examples or 0) * tokens * epochs_for(answers),
+        corpus_tokens=answers.corpus_tokens or 0, query_tokens=tokens,
+        output_tokens=OUTPUT_TOKENS_BY_TYPE.get(answers.task_type or "", 8), example_tokens=tokens,
+        few_shot_k=few_shot_k(answers),
+        usd_per_1m_input_tokens=answers.usd_per_1m_input_tokens if answers.usd_per_1m_input_tokens is not None else 0.10,
+    )
+
+
+def few_shot_k(answers: Answers) -> int:
+    return 2 if (answers.context_window or 4096) < 2048 else 4
+
+
+def trains(strategy: str) -> bool:
+    return any(part in est.ADAPTERS or part in est.FULL_WEIGHTS for part in strategy.split("+"))
+
+
+def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
+    """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
+    base = est.TrainSetup(seq_len=max_length_for(answers), batch=8, precision="bf16" if device.is_gpu else "fp32",
+                          host=not device.is_gpu)
+    candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
+    load, estimates, checkpointing = workload(answers), {}, {}
+    for strategy in STRATEGIES:
+        estimate = est.estimate_strategy(strategy, shape, base, load, device, candidates)
+        if estimate.peak_memory_gib > device.memory_gib * 0.95 and trains(strategy):
+            saved = est.estimate_strategy(strategy, shape, replace(base, grad_checkpointing=True), load, device, candidates)
+            if saved.peak_memory_gib < estimate.peak_memory_gib:
+                estimate, checkpointing[strategy] = saved, True
+        estimates[strategy] = estimate
+    return estimates, checkpointing
+
+
+def recommend(answers: Answers) -> Recommendation:
+    scores, fired, ruled_out = score(answers)
+    warnings = contradictions(answers)
+    shape = est.model_shape(answers.model)
+    device = training_device(answers)
+    estimates, checkpointing = estimate_all(answers, shape, device)
+    for strategy, estimate in estimates.items():
+        if strategy in ruled_out or not trains(strategy) or answers.gpu is None:
+            continue
+        if estimate.peak_memory_gib > device.memory_gib * 0.95:
+            because = f"needs ~{estimate.peak_memory_gib:.1f} GiB to train, {device.name} has {device.memory_gib:g} GiB"
+            ruled_out[strategy] = [f"hardware_fit: {because}"]
+            fired.append(FiredRule("hardware_fit", because, {strategy: OUT}))
+    ranking = sorted(((s, round(scores[s], 2)) for s in STRATEGIES if s not in ruled_out), key=lambda item: -item[1])
+    warnings += _unanswered(answers) + _budget_warnings(budget_hours(answers, device), estimates, ranking)
+    plan = build_plan(answers, ranking, estimates, checkpointing, device, warnings)
+    return Recommendation(answers, ranking, fired, ruled_out, warnings, estimates,
+                          device.name + ("" if answers.gpu else " (assumed: answer `gpu`)"), plan)
+
+
+def _unanswered(answers: Answers) -> list[str]:
+    missing = [q.key for q in QUESTIONS if q.ask_if(answers) and getattr(answers, q.key) is None]
+    if len(missing) > len(QUESTIONS) // 2:
+        return [f"{len(missing)} questions unanswered ({', '.join(missing[:6])}...): the ranking leans on priors."]
+    return []
+
+
+def budget_hours(answers: Answers, device: Device) -> float | None:
+    """The tighter of the time budget and what the $ budget buys on this device."""
+    limits = [answers.budget_hours] if answers.budget_hours is not None else []
+    if answers.budget_usd is not None and device.usd_per_hour > 0:
+        limits.append(answers.budget_usd / device.usd_per_hour)
+    return min(limits) if limits else None
+
+
+def _budget_warnings(budget: float | None, estimates: dict, ranking: list) -> list[str]:
+    top = ranking[0][0]
+    if budget is None or estimates[top].train_hours <= budget:
+        return []
+    return [f"{top} is estimated at {estimates[top].train_hours:.2g} h, over the {budget:.2g} h budget: "
+            "the plan caps its training steps."]
+
+
+# --- the plan --------------------------------------------------------------------------------------------
+
+
+def plan_strategies(ranking: list[tuple[str, float]]) -> list[str]:
+    """The zero-shot baseline plus the top candidates with a positive score; combinations run as their parts
+    (compare has no combination runner)."""
+    chosen = ["zero_shot"]
+    for strategy, points in ranking:
+        if points <= 0 and len(chosen) > 1:
+            break
+        if len([s for s in chosen if s != "zero_shot"]) >= PLAN_CANDIDATES:
+            break
+        for part in strategy.split("+"):
+            if part not in chosen:
+                chosen.append(part)
+    return chosen
+
+
+def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEstimate, checkpointing: bool,
+                      budget: float | None) -> dict:
+    """Sensible settings per strategy, sized from the answers (rank from data size, steps from the budget in hours)."""
+    n_examples = answers.labelled_examples or 0
+    if strategy == "few_shot":
+        return {"strategy": strategy, "k": few_shot_k(answers)}
+    if strategy == "rag":
+        return {"strategy": strategy, "top_k": 2 if (answers.context_window or 4096) < 2048 else 3}
+    if strategy == "zero_shot":
+        return {"strategy": strategy}
+    settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers), "batch_size": 8}
+    if strategy in ("lora", "qlora"):
+        rank = 16 if n_examples >= 2000 else 8
+        settings.update(r=rank, alpha=2 * rank)
+    if strategy == "cpt":
+        settings.update(epochs=1.0, max_length=512)
+    if checkpointing:
+        settings["grad_checkpointing"] = True
+    if budget is not None and estimate.train_hours > budget:
+        tokens_per_step = settings["max_length"] * settings["batch_size"]
+        load = workload(answers)
+        total_steps = (load.corpus_tokens if strategy == "cpt" else load.train_tokens) / tokens_per_step
+        settings["max_steps"] = max(1, math.floor(total_steps * budget / estimate.train_hours))
+    return settings
+
+
+def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: dict, checkpointing: dict, device: Device,
+               warnings: list[str]) -> str:
+    """A plan `adapt compare` runs as is; placeholders (and a warning) where the answers name no file."""
+    task: dict = {"name": answers.task_name, "type": answers.task_type or "classification",
+                  "eval": answers.eval or "data/eval.jsonl"}
+    if answers.task_type is None:
+        warnings.append("task_type unknown: the plan assumes classification.")
+    if answers.eval is None:
+        warnings.append("No eval file given: the plan points at data/eval.jsonl — edit it before `adapt compare`.")
+    strategies = plan_strategies(ranking)
+    if any(s in SUPERVISED or s == "few_shot" for s in strategies):
+        task["train"] = answers.train or "data/train.jsonl"
+        if answers.train is None:
+            warnings.append("No train file given: the plan points at data/train.jsonl — edit it.")
+    if any(s in ("rag", "cpt") for s in strategies):
+        task["corpus"] = answers.corpus or "data/corpus.jsonl"
+        if answers.corpus is None:
+            warnings.append("No corpus path given: the plan points at data/corpus.jsonl — edit it.")
+    plan = {
+        "name": f"advised-{answers.task_name}",
+        "model": answers.model,
+        "output_dir": f"results/{answers.task_name}",
+        "tasks": [task],
+        "strategies": [strategy_settings(s, answers, estimates[s], checkpointing.get(s, False), budget_hours(answers, device))
+                       for s in strategies],
+        "forgetting": {"enabled": any(s not in ("zero_shot", "few_shot", "rag") for s in strategies), "limit": 50},
+        "cost": {"gpu_hour_usd" if device.is_gpu else "cpu_hour_usd": round(device.usd_per_hour, 4),
+                 "usd_per_1m_input_tokens": workload(answers).usd_per_1m_input_tokens},
+    }
+    header = f"# Written by `adapt advise`: ranking {', '.join(s for s, _ in ranking[:5])}.\n# Run it with `adapt compare {{this file}}`.\n"
+    return header + yaml.safe_dump(plan, sort_keys=False)
+
+
+# --- evidence loop ---------------------------------------------------------------------------------------
+
+
+def _ordinal(rank: int) -> str:
+    return f"{rank}{'tsnrhtdd'[(rank // 10 % 10 != 1) * (rank % 10 < 4) * rank % 10::4]}"
+
+
+def measured_summary(results) -> list[dict]:
+    """One row per strategy label: mean primary metric over tasks, cost, retained general ability."""
+    rows: dict[str, dict] = {}
+    for result in results:
+        if result.status.value != "ok" or result.primary_metric not in result.metrics:
+            continue
+        row = rows.setdefault(result.label, {"label": result.label, "strategy": result.strategy, "metric": result.primary_metric,
+                                             "values": [], "usd_per_1m_queries": result.cost.get("usd_per_1m_queries"),
+                                             "retained": (result.forgetting or {}).get("retained")})
+        row["values"].append(float(result.metrics[result.primary_metric]))
+    for row in rows.values():
+        values = row.pop("values")
+        row["value"] = sum(values) / len(values)
+    return list(rows.values())
+
+
+def rerank(recommendation: Recommendation, results) -> Recommendation:
+    """Measured strategies first, best measured first (forgetting penalised by the answers' tolerance);
+    unmeasured ones keep their prior order after them. Says where measurement overturned the prior."""
+    rows = measured_summary(results)
+    if not rows:
+        recommendation.warnings.append("The results directory holds no successful runs: ranking unchanged.")
+        return recommendation
+    weight = {"low": 1.0, "medium": 0.5, "high": 0.0}.get(recommendation.answers.forgetting_tolerance or "medium", 0.5)
+    for row in rows:
+        lost = 1 - row["retained"] if row["retained"] is not None else 0.0
+        row["utility"] = round(row["value"] - weight * max(lost, 0.0), 4)
+    rows.sort(key=lambda r: -r["utility"])
+    prior_rank = {s: i for i, (s, _) in enumerate(recommendation.ranking)}
+    prior_order = sorted(rows, key=lambda r: prior_rank.get(r["strategy"], len(prior_rank)))
+    best, expected = rows[0], prior_order[0]
+    overturned = []
+    if expected is not best:
+        rank = prior_rank.get(expected["strategy"], len(prior_rank)) + 1
+        overturned.append(f"{expected['label']} was ranked {_ordinal(rank)} but measured {expected['metric']} "
+                          f"{expected['value']:.2f} < {best['label']} {best['value']:.2f}")
+    measured_kinds = [r["strategy"] for r in rows]
+    scores = dict(recommendation.ranking)
+    ranking = [(r["strategy"], scores.get(r["strategy"], 0.0)) for r in rows if r["strategy"] in scores]
+    ranking = list(dict(ranking).items()) + [(s, v) for s, v in recommendation.ranking if s not in measured_kinds]
+    return replace(recommendation, ranking=ranking, measured=rows, overturned=overturned)

@@ -1,0 +1,124 @@
+"""Predicted vs measured peak memory and training time for every run of a `compare` results directory.
+
+    python bench/estimate_vs_measured.py results/demo [--cpu-gflops 17]
+
+Reads the RunResult JSONs only (no torch): the run's config gives model, device, dtype and strategy settings;
+its cost gives what was measured. Time is predicted for the tokens the run actually processed
+(tokens_per_s x train_time_s), so the comparison tests the throughput and memory models, not a token count guess.
+Target: within +-15%.
+
+CPU peak memory is the process RSS (runners.common.PeakMemory), which includes the Python + torch runtime;
+RUNTIME_MB adds that (measured: the runner's imports — torch, transformers, peft — hold ~435 MB RSS on the build machine).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from advisor import estimate as est  # noqa: E402
+from advisor.hardware import GIB, GPUS, local_cpu  # noqa: E402
+
+RUNTIME_MB = {"cpu": 435.0, "cuda": 0.0}  # process baseline inside the measured figure
+TARGET_PCT = 15.0
+
+
+@dataclass
+class Comparison:
+    run_id: str
+    strategy: str
+    predicted_mb: float
+    measured_mb: float | None
+    predicted_s: float | None
+    measured_s: float | None
+
+    @staticmethod
+    def error(predicted: float | None, measured: float | None) -> float | None:
+        if predicted is None or not measured:
+            return None
+        return (predicted - measured) / measured * 100
+
+    @property
+    def memory_error_pct(self) -> float | None:
+        return self.error(self.predicted_mb, self.measured_mb)
+
+    @property
+    def time_error_pct(self) -> float | None:
+        return self.error(self.predicted_s, self.measured_s)
+
+
+def setup_from_config(config: dict) -> est.TrainSetup:
+    """The estimate's settings from a RunResult config (RunSpec JSON: strategy settings + device + dtype)."""
+    strategy = config.get("strategy") or {}
+    device = config.get("device", "cpu")
+    dtype = config.get("dtype", "auto")
+    precision = "fp32" if dtype == "float32" or (dtype == "auto" and device != "cuda") else "bf16"
+    return est.TrainSetup(
+        strategy=strategy.get("strategy", "zero_shot"), seq_len=strategy.get("max_length", 256),
+        batch=strategy.get("batch_size", 8), grad_checkpointing=strategy.get("grad_checkpointing", False),
+        precision=precision, r=strategy.get("r", 8),
+        targets=tuple(strategy.get("target_modules") or ("q_proj", "k_proj", "v_proj", "o_proj")),
+        num_virtual_tokens=strategy.get("num_virtual_tokens", 16), double_quant=strategy.get("double_quant", True),
+        host=device != "cuda",
+    )
+
+
+def compare_run(result, device: est.Device, shape: est.ModelShape | None = None) -> Comparison:
+    """One run's prediction next to its measurement. Inference-only runs compare memory at an 8-query batch."""
+    config = result.config or {}
+    shape = shape or est.model_shape(config.get("model") or result.model)
+    setup = setup_from_config(config)
+    device_kind = "cuda" if config.get("device") == "cuda" else "cpu"
+    cost = result.cost or {}
+    trained = setup.strategy in est.ADAPTERS or setup.strategy in est.FULL_WEIGHTS
+    if trained:
+        memory = est.training_memory(shape, setup)
+        tokens = (cost.get("tokens_per_s") or 0) * (cost.get("train_time_s") or 0)
+        predicted_s = est.train_seconds(shape, setup, tokens, device) if tokens else None
+    else:
+        prompt = int((cost.get("prompt_tokens_per_query") or 64) + (cost.get("completion_tokens_per_query") or 0))
+        memory = est.inference_memory(shape, setup.precision, seq_len=prompt, batch=1, host=setup.host)
+        predicted_s = None
+    return Comparison(
+        run_id=result.run_id, strategy=result.label, predicted_mb=memory.total / 2**20 + RUNTIME_MB[device_kind],
+        measured_mb=cost.get("peak_memory_mb"), predicted_s=predicted_s,
+        measured_s=cost.get("train_time_s") if trained else None,
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--cpu-gflops", type=float, default=None, help="override the cached CPU benchmark")
+    parser.add_argument("--gpu", default="H100", help=f"GPU of the runs made on cuda ({', '.join(GPUS)})")
+    args = parser.parse_args(argv)
+    from runners.result import ResultStore
+
+    results = [r for r in ResultStore(args.results).all() if r.status.value == "ok"]
+    if not results:
+        print(f"no successful runs under {args.results}/runs", file=sys.stderr)
+        return 1
+    cpu, gpu = local_cpu(gflops=args.cpu_gflops), GPUS[args.gpu]
+    print(f"{'run':<44} {'pred MB':>9} {'meas MB':>9} {'err %':>7} {'pred s':>8} {'meas s':>8} {'err %':>7}")
+    misses = 0
+    for result in results:
+        row = compare_run(result, gpu if (result.config or {}).get("device") == "cuda" else cpu)
+        errors = [e for e in (row.memory_error_pct, row.time_error_pct) if e is not None]
+        misses += any(abs(e) > TARGET_PCT for e in errors)
+        print(f"{row.run_id[:44]:<44} {row.predicted_mb:>9.0f} {_fmt(row.measured_mb, '9.0f'):>9} "
+              f"{_fmt(row.memory_error_pct, '+7.1f'):>7} {_fmt(row.predicted_s, '8.1f'):>8} "
+              f"{_fmt(row.measured_s, '8.1f'):>8} {_fmt(row.time_error_pct, '+7.1f'):>7}")
+    print(f"{len(results) - misses}/{len(results)} runs within ±{TARGET_PCT:g}% "
+          f"(CPU {cpu.tflops * 1000:.1f} GFLOP/s x MFU {cpu.mfu}; 1 GiB = {GIB} B)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""bench/estimate_vs_measured.py: its pure comparison on hand-made RunResults shaped like `compare` writes them."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor import estimate as est
+from advisor.hardware import GPUS
+from runners.result import ResultStore, RunResult, RunStatus
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "estimate_vs_measured.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("estimate_vs_measured", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def lora_run(device: str = "cuda", peak_mb: float = 3000.0, seconds: float = 100.0) -> RunResult:
+    """What runners.common.build_result writes: config is the RunSpec JSON, cost the measurements."""
+    config = {"model": "smollm2-135m-instruct", "device": device, "dtype": "auto", "seed": 0,
+              "strategy": {"strategy": "lora", "r": 8, "alpha": 16, "max_length": 256, "batch_size": 8,
+                           "grad_checkpointing": False, "target_modules": ["q_proj", "v_proj"]}}
+    return RunResult(run_id="sst2__lora__abc", task="sst2", strategy="lora", label="lora", status=RunStatus.ok,
+                     config=config, config_hash="abc", model="smollm2-135m-instruct",
+                     cost={"train_time_s": seconds, "tokens_per_s": 10_000.0, "peak_memory_mb": peak_mb})
+
+
+def test_prediction_uses_the_runs_own_settings_and_token_count(bench):
+    row = bench.compare_run(lora_run(), GPUS["H100"])
+    shape = est.model_shape("smollm2-135m-instruct")
+    setup = est.TrainSetup(strategy="lora", r=8, targets=("q_proj", "v_proj"), seq_len=256, batch=8, precision="bf16")
+    assert row.predicted_mb == pytest.approx(est.training_memory(shape, setup).total / 2**20)
+    assert row.predicted_s == pytest.approx(est.train_seconds(shape, setup, 10_000.0 * 100.0, GPUS["H100"]))
+    assert row.measured_mb == 3000.0 and row.measured_s == 100.0
+
+
+def test_error_percentages_are_signed_against_the_measurement(bench):
+    predicted = bench.compare_run(lora_run(), GPUS["H100"]).predicted_mb
+    over = bench.compare_run(lora_run(peak_mb=predicted / 1.25), GPUS["H100"])
+    assert over.memory_error_pct == pytest.approx(25.0)
+    under = bench.compare_run(lora_run(peak_mb=predicted / 0.8), GPUS["H100"])
+    assert under.memory_error_pct == pytest.approx(-20.0)
+    assert bench.Comparison.error(1.0, None) is None and bench.Comparison.error(None, 5.0) is None
+
+
+def test_cpu_runs_add_the_process_baseline_and_use_fp32(bench):
+    cpu = est.Device("CPU", 64.0, 0.05, 0.1, 0.35, is_gpu=False)
+    row = bench.compare_run(lora_run(device="cpu"), cpu)
+    shape = est.model_shape("smollm2-135m-instruct")
+    setup = est.TrainSetup(strategy="lora", r=8, targets=("q_proj", "v_proj"), precision="fp32", host=True)
+    assert row.predicted_mb == pytest.approx(est.training_memory(shape, setup).total / 2**20 + bench.RUNTIME_MB["cpu"])
+
+
+def test_inference_runs_compare_memory_only(bench):
+    result = lora_run()
+    result.config["strategy"] = {"strategy": "few_shot", "k": 4}
+    result.cost = {"peak_memory_mb": 400.0, "prompt_tokens_per_query": 300.0, "completion_tokens_per_query": 4.0}
+    row = bench.compare_run(result, GPUS["H100"])
+    assert row.predicted_s is None and row.time_error_pct is None
+    assert 250 < row.predicted_mb < 400  # 135M params in bf16 plus a short KV cache
+
+
+def test_main_prints_one_row_per_successful_run(bench, tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    store.save(lora_run())
+    failed = lora_run()
+    failed.run_id, failed.status = "sst2__lora__failed", RunStatus.failed
+    store.save(failed)
+    assert bench.main([str(tmp_path), "--gpu", "H100", "--cpu-gflops", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "sst2__lora__abc" in out and "sst2__lora__failed" not in out
+    assert re.search(r"^[01]/1 runs within ±15%", out, re.M)
+    assert bench.main([str(tmp_path / "empty")]) == 1
