@@ -21,16 +21,18 @@ def instruction(task: TaskSpec, labels: Sequence[str] | None) -> str:
     return template.replace("{labels}", ", ".join(labels or []))
 
 
-def user_message(task: TaskSpec, example: Example, passages: Sequence[str] = ()) -> str:
-    """The final user turn: retrieved context (if any), then the input in the task's framing."""
+def user_message(task: TaskSpec, example: Example, labels: Sequence[str] | None, passages: Sequence[str] = ()) -> str:
+    """One user turn: retrieved context (if any), the input in the task's framing, then the instruction.
+
+    The instruction comes last, in the user turn: small chat models follow it there far more often than
+    from a system turn (SmolLM2-135M on SST-2: 1 of 40 answers off the label set, vs 30 of 40).
+    """
     parts = []
     if passages:
         numbered = "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(passages, 1))
         parts.append(f"Use these passages if they help:\n{numbered}")
-    if task.type == "classification":
-        parts.append(f"Text: {example.prompt}")
-    else:
-        parts.append(f"Question: {example.prompt}")
+    parts.append(f"{'Text' if task.type == 'classification' else 'Question'}: {example.prompt}")
+    parts.append(instruction(task, labels))
     return "\n\n".join(parts)
 
 
@@ -41,13 +43,13 @@ def build_messages(
     demos: Sequence[Example] = (),
     passages: Sequence[str] = (),
 ) -> list[dict[str, str]]:
-    """Chat messages: the instruction as system turn, demonstrations as solved turns, then the query."""
-    messages = [{"role": "system", "content": instruction(task, labels)}]
+    """Chat messages: demonstrations as solved turns, earlier chat history, then the query."""
+    messages = []
     for demo in demos:
-        messages.append({"role": "user", "content": user_message(task, demo)})
+        messages.append({"role": "user", "content": user_message(task, demo, labels)})
         messages.append({"role": "assistant", "content": demo.target})
     messages.extend(example.history or [])
-    messages.append({"role": "user", "content": user_message(task, example, passages)})
+    messages.append({"role": "user", "content": user_message(task, example, labels, passages)})
     return messages
 
 
