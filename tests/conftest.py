@@ -110,3 +110,33 @@ def bundled_data_path(name: str) -> Path:
         except Exception as exc:  # noqa: BLE001
             pytest.skip(f"bundled dataset {name!r} could not be provisioned: {exc}")
     return folder
+
+
+class HashingEmbedder:
+    """A deterministic bag-of-words embedder (words hashed into `dim` buckets) implementing retrieval's Embedder
+    protocol: texts sharing words are close, with no model to load. Tests only."""
+
+    name = "hashing-bow"
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.calls = 0  # texts embedded so far, so tests can tell a cached index from a rebuilt one
+
+    def embed(self, texts):
+        import hashlib
+        import re
+
+        import numpy as np
+
+        self.calls += len(texts)
+        rows = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in zip(rows, texts):
+            for word in re.findall(r"\w+", text.lower()):
+                row[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            row /= max(float(np.linalg.norm(row)), 1e-12)
+        return rows
+
+
+@pytest.fixture()
+def hashing_embedder():
+    return HashingEmbedder()
