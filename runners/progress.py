@@ -36,6 +36,11 @@ def bar(description: str, total: float | None) -> Iterator[Callable[[float], Non
         progress.remove_task(task_id)
 
 
+def current() -> Any:
+    """The installed rich Progress, for libraries that add their own tasks to it (None outside compare)."""
+    return _display.get()
+
+
 def note(message: str) -> None:
     """A one-line status message above the bars (or nothing when no display is installed)."""
     progress = _display.get()

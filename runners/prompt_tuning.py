@@ -1,0 +1,24 @@
+"""prompt_tuning: a few trained virtual-token embeddings prefix every input; the model itself is untouched.
+
+Rows cannot be packed (the virtual tokens prefix a row, not each example), so training uses length-grouped
+padded batches; virtual tokens start from sampled vocabulary embeddings (random init is much slower to train).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.plan import PromptTuningSettings, RunSpec
+from runners.result import RunResult
+from runners.training import run_training
+
+
+def prompt_tuning_model(model: Any, settings: PromptTuningSettings) -> Any:
+    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=settings.num_virtual_tokens,
+                                prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB)
+    return get_peft_model(model, config)
+
+
+def run(spec: RunSpec) -> RunResult:
+    return run_training(spec, build_model=prompt_tuning_model)

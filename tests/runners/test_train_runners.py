@@ -1,0 +1,96 @@
+"""Each training runner end to end on the tiny model: plan -> RunSpec -> run(spec) -> RunResult + saved model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advisor.errors import AdaptError
+from advisor.plan import parse_plan, run_specs
+from runners import get_runner
+from runners.result import ResultStore
+
+REVIEWS = [("the movie was great and the acting was wonderful", "positive"),
+           ("a terrible boring film with awful dialogue", "negative"),
+           ("the acting was wonderful", "positive"),
+           ("awful boring dialogue", "negative")]
+STRATEGY_OPTIONS = "{max_steps: 2, batch_size: 2, max_length: 64, max_new_tokens: 3, eval_fraction: 0.25}"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def task_dir(tmp_path):
+    rows = [{"text": text, "label": label} for text, label in REVIEWS]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 3))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    docs = ["the movie was great and the acting was wonderful", "water boils at one hundred degrees celsius at sea level",
+            "photosynthesis converts light energy into chemical energy in plants"]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs * 3))
+    return tmp_path
+
+
+def spec_for(strategy: str, model_dir, task_dir, extra: str = ""):
+    options = STRATEGY_OPTIONS[:-1] + (f", {extra}" if extra else "") + "}"
+    plan = parse_plan(f"""
+model: {model_dir}
+device: cpu
+output_dir: {task_dir / 'results'}
+tasks:
+  - {{name: reviews, type: classification, train: train.jsonl, eval: eval.jsonl, corpus: corpus.jsonl}}
+strategies:
+  - {{strategy: {strategy}, {options[1:]}
+""", base_dir=task_dir)
+    (spec,) = run_specs(plan)
+    return spec
+
+
+@pytest.mark.parametrize("strategy, adapter", [("lora", True), ("qlora", True), ("ia3", True), ("prompt_tuning", True),
+                                               ("full_ft", False), ("cpt", False)])
+def test_runner_trains_saves_and_scores(strategy, adapter, tiny_model_dir, task_dir):
+    spec = spec_for(strategy, tiny_model_dir, task_dir)
+    result = get_runner(strategy)(spec)
+    assert result.status.value == "ok" and result.strategy == strategy
+    assert result.metrics["n"] == 4 and 0.0 <= result.metrics["accuracy"] <= 1.0
+    cost = result.cost
+    assert cost["train_steps"] == 2 and cost["train_time_s"] > 0 and cost["tokens_per_s"] > 0
+    assert 0 < cost["trainable_params"] <= cost["total_params"]
+    assert (cost["trainable_params"] < cost["total_params"]) == adapter
+    assert cost["peak_memory_mb"] > 0 and cost["latency_p50_s"] > 0
+    assert [step for step, _ in result.curves["train_loss"]] == [1, 2]
+    model_dir = spec.run_dir / "model"
+    assert (model_dir / ("adapter_config.json" if adapter else "config.json")).exists()
+    assert cost["adapter_size_mb"] == pytest.approx(sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20, abs=1e-4)
+    assert not (spec.run_dir / "checkpoints").exists()  # superseded by the saved model
+    assert (task_dir / "results" / result.predictions_file).exists()
+    ResultStore(task_dir / "results").save(result)
+    assert ResultStore(task_dir / "results").is_done(spec.run_id)
+
+
+def test_adapter_is_far_smaller_than_full_weights(tiny_model_dir, task_dir):
+    lora = get_runner("lora")(spec_for("lora", tiny_model_dir, task_dir))
+    full = get_runner("full_ft")(spec_for("full_ft", tiny_model_dir, task_dir))
+    assert lora.cost["adapter_size_mb"] < full.cost["adapter_size_mb"] / 5
+    assert lora.cost["trainable_params"] < full.cost["trainable_params"] / 5
+
+
+def test_eval_loss_is_recorded_per_epoch(tiny_model_dir, task_dir):
+    spec = spec_for("lora", tiny_model_dir, task_dir, extra="epochs: 2")
+    spec.strategy.max_steps = None
+    result = get_runner("lora")(spec)
+    assert [epoch for epoch, _ in result.curves["eval_loss"]] == [1, 2]
+    assert result.cost["epochs_done"] == 2
+
+
+def test_empty_corpus_is_a_user_error(tiny_model_dir, task_dir):
+    (task_dir / "corpus.jsonl").write_text(json.dumps({"text": "   "}) + "\n")
+    with pytest.raises(AdaptError) as caught:
+        get_runner("cpt")(spec_for("cpt", tiny_model_dir, task_dir))
+    assert str(caught.value.file).endswith("corpus.jsonl")  # named by the corpus reader or by run_training
