@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -140,17 +141,25 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
                         TimeElapsedColumn(), console=console, transient=False)
     finished: list[RunResult] = list(done)
     overall = progress.add_task("runs", total=len(todo))
-    with Live(Group(summary_table(finished, todo), progress), console=console, refresh_per_second=4,
-              transient=False) as live, showing(progress):
+    # A terminal gets a live table above the bars; a log (CI, a pipe) gets one line per stage and per run.
+    live = Live(Group(summary_table(finished, todo), progress), console=console, refresh_per_second=4) \
+        if console.is_terminal else nullcontext()
+    with live, showing(progress if console.is_terminal else None):
         for index, spec in enumerate(todo):
-            progress.update(overall, description=f"run {index + 1}/{len(todo)}: {spec.task.name} · {spec.strategy.name}")
+            stage = f"run {index + 1}/{len(todo)}: {spec.task.name} · {spec.strategy.name}"
+            progress.update(overall, description=stage)
+            if not console.is_terminal:
+                console.print(f"… {stage}", highlight=False)
             result = execute(spec)
             add_forgetting(spec, result, Path(plan.output_dir))
             store.save(result)
             console.print(one_line(result), highlight=False)
             finished.append(result)
             progress.advance(overall)
-            live.update(Group(summary_table(finished, todo[index + 1:]), progress))
+            if console.is_terminal:
+                live.update(Group(summary_table(finished, todo[index + 1:]), progress))
+    if not console.is_terminal:
+        console.print(summary_table(finished))
     return finished
 
 

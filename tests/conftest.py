@@ -59,6 +59,17 @@ def build_tiny_model(tokenizer, seed: int = 0):
     return LlamaForCausalLM(config)
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine spinning threads slow them tenfold."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tiny_tokenizer()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from advisor.errors import AdaptError
 from advisor.plan import parse_plan, run_specs
@@ -18,12 +17,7 @@ REVIEWS = [("the movie was great and the acting was wonderful", "positive"),
 STRATEGY_OPTIONS = "{max_steps: 2, batch_size: 2, max_length: 64, max_new_tokens: 3, eval_fraction: 0.25}"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
