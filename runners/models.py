@@ -207,6 +207,9 @@ def load_tokenizer(name_or_path: str) -> Any:
 def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto", quantization_config: Any = None) -> tuple[Any, Any]:
     """Load (model, tokenizer) on `device`; a quantization_config (QLoRA) is passed through to transformers."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress display says what is loading
 
     path = resolve_model_path(name_or_path)
     tokenizer = load_tokenizer(name_or_path)
