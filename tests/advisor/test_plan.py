@@ -1,8 +1,6 @@
 """The plan format: parsing, overrides, validation errors that name file, line and field, run identity."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from advisor import paths
