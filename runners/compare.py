@@ -58,6 +58,21 @@ def execute(spec: RunSpec) -> RunResult:
         raise
     except Exception as error:  # noqa: BLE001 - recorded, and the comparison goes on
         return failed_result(spec, error, started)
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    """Free the finished run's model before the next one: on CPU, peak memory is the process's RSS, so leftovers
+    from one run would inflate the next run's figure."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed arenas; hand them back to the OS
+    except OSError:
+        pass
 
 
 def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None:
