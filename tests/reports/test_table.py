@@ -68,11 +68,23 @@ def test_best_wins_when_nothing_cheaper_is_inside_its_interval(sst2_run_list, ru
     runs = [run for run in sst2_run_list if run.label != "full_ft"]
     runs.append(run_maker(strategy="full_ft", score=0.90, ci=(0.86, 0.94),
                           cost={"usd_train": 12.0, "usd_per_1m_queries": 5.0},
-                          forgetting={"retained": 0.9, "benchmarks": {}}))
+                          forgetting={"retained": 0.9, "benchmarks": {
+                              "arc_easy": {"base": 0.5, "adapted": 0.4, "delta": -0.1, "ci_low": -0.2, "ci_high": -0.02}}}))
     pick = recommend(results_frame(runs), "sst2")
     assert (pick.label, pick.cheaper_within_ci) == ("full_ft", False)
     assert "runner-up, lora, scores 0.820" in pick.sentences[1]
     assert pick.sentences[2].startswith("Caution: full_ft loses general ability")
+    assert "largest drop arc_easy -0.100" in pick.sentences[2]
+
+
+def test_lower_retained_without_a_significant_drop_is_not_called_forgetting(sst2_run_list, run_maker):
+    """Small benchmark subsets move the mean by chance: only an interval below zero earns the caution."""
+    runs = [run for run in sst2_run_list if run.label != "full_ft"]
+    runs.append(run_maker(strategy="full_ft", score=0.90, ci=(0.86, 0.94),
+                          cost={"usd_train": 12.0, "usd_per_1m_queries": 5.0}, forgetting={"retained": 0.9, "benchmarks": {}}))
+    sentence = recommend(results_frame(runs), "sst2").sentences[2]
+    assert sentence == ("full_ft keeps 90% of the base model's general-benchmark score: "
+                        "no significant loss of general ability was measured.")
 
 
 def test_without_costs_the_intrinsic_strategy_order_decides_cheaper(run_maker):

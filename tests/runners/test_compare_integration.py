@@ -46,6 +46,6 @@ forgetting:
     assert 0 < lora.cost["trainable_params"] < lora.cost["total_params"] / 50
     assert lora.cost["train_time_s"] > 0 and lora.cost["adapter_size_mb"] > 0
     assert len(lora.curves["train_loss"]) == 3
-    assert (tmp_path / "out" / lora.artifact_dir / "adapter_config.json").exists()
+    assert (tmp_path / "out" / lora.artifact_dir / "model" / "adapter_config.json").exists()
     again = CliRunner().invoke(app, ["compare", str(plan)])
     assert "2 finished run(s)" in again.output  # resumable: nothing re-runs

@@ -280,17 +280,17 @@ def train_narrow_lora(model, tokenizer, steps: int, learning_rate: float):
 def test_lora_trained_hard_on_narrow_data_forgets(real_model_path, tmp_path):
     from runners.models import load_model, model_digest
 
-    benchmarks = ["arc_easy"]  # the clearest drop seen (0.37 -> 0.20 at 30 items); 60 items make it significant
+    benchmarks = ["arc_easy", "piqa"]  # 100 items each: drops seen at 60 items (0.37 -> 0.25) were within noise
     for name in benchmarks:
         if not (forgetting.benchmarks_dir() / f"{name}.jsonl").exists():
             try:
                 forgetting.ensure_benchmark_data([name])
             except AdaptError as exc:
                 pytest.skip(f"bundled benchmark {name!r} not provisioned: {exc.message}")
-    settings = ForgettingSettings(benchmarks=benchmarks, limit=60, perplexity=forgetting.general_text_path().exists())
+    settings = ForgettingSettings(benchmarks=benchmarks, limit=100, perplexity=forgetting.general_text_path().exists())
     model, tokenizer = load_model(str(real_model_path), "cpu")
     started = time.perf_counter()
-    adapted, final_loss = train_narrow_lora(model, tokenizer, steps=30, learning_rate=3e-3)
+    adapted, final_loss = train_narrow_lora(model, tokenizer, steps=60, learning_rate=3e-3)
     train_s = time.perf_counter() - started
     assert final_loss < 0.5, "the narrow data was not learnt"
     result = forgetting.check_forgetting(str(real_model_path), adapted, settings, "cpu", tmp_path / "cache", tokenizer=tokenizer)
