@@ -81,11 +81,10 @@ def folder_size_mb(path: Path) -> float:
 
 def count_params(model: Any) -> tuple[int, int]:
     """(trainable, total) parameters; 4-bit weights count by their logical size, as peft reports them."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if hasattr(model, "get_nb_trainable_parameters"):
         trainable, total = model.get_nb_trainable_parameters()
         return int(trainable), int(total)
-    return trainable, sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
 
 
 def serving_cost(spec: RunSpec, evaluation: Evaluation) -> dict[str, float]:

@@ -86,12 +86,12 @@ def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None
         result.forgetting = {"error": f"no saved model at {adapted}"}
         return
     from runners.forgetting import check_forgetting
-    from runners.progress import current, note
+    from runners.progress import note
 
     note(f"{spec.task.name} · {spec.strategy.name}: forgetting checks ({', '.join(spec.forgetting.benchmarks)})")
     try:
         result.forgetting = check_forgetting(spec.model, adapted, spec.forgetting, device=spec.device,
-                                             cache_dir=results_root / "base", progress=current())
+                                             cache_dir=results_root / "base")
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001

@@ -25,6 +25,8 @@ import numpy as np
 from advisor import paths
 from advisor.errors import AdaptError
 from advisor.plan import ForgettingSettings
+from runners.progress import bar, showing
+from runners.scoring import inference_mode
 
 TASKS_DIR = paths.CONFIGS_DIR / "tasks"
 TASK_TEMPLATE = "_adaptlab_mc.yaml"  # shared shape, included by every benchmark YAML
@@ -354,23 +356,12 @@ def check_adapted_source(adapted: str | Path | Any) -> None:
         raise AdaptError("not a peft adapter folder (adapter_config.json) nor a model folder (config.json)", file=folder)
 
 
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[Any]:
-    """Evaluate without dropout, then hand an in-training model back in the mode it came in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def check_forgetting(base_model: str, adapted: str | Path | Any, settings: ForgettingSettings, device: str,
-                     cache_dir: Path, tokenizer: Any = None, progress: Any = None) -> dict[str, Any]:
+                     cache_dir: Path, tokenizer: Any = None) -> dict[str, Any]:
     """Base vs adapted on every benchmark of `settings` (same items, same seeds) plus the perplexity proxy.
 
     `adapted`: a peft adapter folder, a full model folder, or an in-memory (peft) model.
-    `progress`: a rich Progress to add a task to (compare's display); None draws our own.
+    Progress goes through runners.progress (compare's display, or the one `adapt forget` installs).
     Returns the RunResult.forgetting dict: {"benchmarks": {name: {base, adapted, delta, ci_low, ci_high, n,
     dropped, metric}}, "retained", "perplexity": {base, adapted, ratio} | None, "limit"}.
     """
@@ -384,11 +375,10 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
     cache = BaseCache(cache_dir, model_digest(base_path))
     models = Models(base_path, adapted, device, tokenizer)
     steps = 2 * len(settings.benchmarks) + (2 if texts else 0)
-    with _progress(progress) as bar, task_manager(settings.benchmarks) as manager, quiet_lm_eval():
-        task = bar.add_task("forgetting checks", total=steps)
+    with bar("forgetting checks", steps) as advance, task_manager(settings.benchmarks) as manager, quiet_lm_eval():
         base_scores: dict[str, ItemScores] = {}
         for name in settings.benchmarks:  # every base run before the adapter is injected into the base model
-            bar.update(task, description=f"forgetting: {name} (base)")
+            advance(0, description=f"forgetting: {name} (base)")
             digest = task_digest(name)
             cached = cache.get(name, settings.limit, digest)
             if cached is None:
@@ -397,44 +387,31 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
             else:
                 scores = ItemScores(**cached)
             base_scores[name] = scores
-            bar.advance(task)
+            advance()
         base_ppl = None
         if texts:
-            bar.update(task, description="forgetting: perplexity (base)")
+            advance(0, description="forgetting: perplexity (base)")
             ppl_digest = hashlib.sha256("\n".join(texts).encode() + str(PERPLEXITY_MAX_TOKENS).encode()).hexdigest()[:16]
             cached = cache.get("perplexity", settings.limit, ppl_digest)
             if cached is None:
                 cached = {"perplexity": perplexity(models.base(), tokenizer, texts)}
                 cache.put("perplexity", settings.limit, ppl_digest, cached)
             base_ppl = cached["perplexity"]
-            bar.advance(task)
+            advance()
         rows = {}
-        with eval_mode(models.adapted()) as adapted_model:
+        with inference_mode(models.adapted()) as adapted_model:
             lm = wrap_model(adapted_model, tokenizer)
             for name in settings.benchmarks:
-                bar.update(task, description=f"forgetting: {name} (adapted)")
+                advance(0, description=f"forgetting: {name} (adapted)")
                 rows[name] = compare_items(base_scores[name], run_benchmark(lm, name, settings.limit, manager))
-                bar.advance(task)
+                advance()
             ppl = None
             if texts:
-                bar.update(task, description="forgetting: perplexity (adapted)")
+                advance(0, description="forgetting: perplexity (adapted)")
                 adapted_ppl = perplexity(adapted_model, tokenizer, texts)
                 ppl = {"base": base_ppl, "adapted": adapted_ppl, "ratio": adapted_ppl / base_ppl}
-                bar.advance(task)
-        bar.remove_task(task)
+                advance()
     return {"benchmarks": rows, "retained": retained(rows), "perplexity": ppl, "limit": settings.limit}
-
-
-@contextlib.contextmanager
-def _progress(progress: Any) -> Iterator[Any]:
-    if progress is not None:
-        yield progress
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as own:
-        yield own
 
 
 # --- `adapt forget` ---------------------------------------------------------------------------------------
@@ -452,7 +429,11 @@ def forget_command(adapted: Path, base: str, benchmarks: list[str], limit: int |
     except ValidationError as exc:
         error = exc.errors()[0]
         raise AdaptError(error["msg"], field=".".join(str(part) for part in error["loc"])) from None
-    result = check_forgetting(base, adapted, settings, device=resolve_device("auto"), cache_dir=default_cache_dir())
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as progress, showing(progress):
+        result = check_forgetting(base, adapted, settings, device=resolve_device("auto"), cache_dir=default_cache_dir())
     print_table(result, title=f"Forgetting: {adapted} vs {base}")
     if output is not None:
         write_json_atomic(Path(output), result)

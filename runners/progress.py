@@ -23,22 +23,18 @@ def showing(progress: Any) -> Iterator[None]:
 
 
 @contextmanager
-def bar(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
-    """A bar for one stage of work; yields `advance(n)`. The bar is removed when the stage ends."""
+def bar(description: str, total: float | None) -> Iterator[Callable[..., None]]:
+    """A bar for one stage of work; yields `advance(n=1, description=None)` (a new description relabels the bar).
+    The bar is removed when the stage ends."""
     progress = _display.get()
     if progress is None:
-        yield lambda n=1: None
+        yield lambda n=1, description=None: None
         return
     task_id = progress.add_task(description, total=total)
     try:
-        yield lambda n=1: progress.advance(task_id, n)
+        yield lambda n=1, description=None: progress.update(task_id, advance=n, description=description)
     finally:
         progress.remove_task(task_id)
-
-
-def current() -> Any:
-    """The installed rich Progress, for libraries that add their own tasks to it (None outside compare)."""
-    return _display.get()
 
 
 def note(message: str) -> None:

@@ -10,31 +10,21 @@ retrieval_latency_p50_s (one query embedded and searched at a time).
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from advisor.errors import AdaptError
 from advisor.plan import RagSettings, RunSpec
 from retrieval.chunking import Chunk, is_hit
-from retrieval.embedders import Embedder, get_embedder
+from retrieval.embedders import get_embedder
 from retrieval.index import CorpusIndex, build_index, get_corpus_index, recall_at_k, search
 from runners.common import load_task_data, prompts_for, run_prompted, seed_everything
 from runners.data import Example
 from runners.models import load_model
 from runners.progress import note
 from runners.result import RunResult, write_jsonl_atomic
-from runners.scoring import LATENCY_SAMPLE, percentile
-
-
-def query_latencies(embedder: Embedder, index: Any, queries: Sequence[str], k: int) -> list[float]:
-    """Embed + search one query at a time, as a served request would, on the first few queries."""
-    timings = []
-    for query in queries[:LATENCY_SAMPLE]:
-        start = time.perf_counter()
-        search(index, embedder.embed([query]), k)
-        timings.append(time.perf_counter() - start)
-    return timings
+from runners.scoring import percentile, time_each
 
 
 def gold_hits(examples: Sequence[Example], retrieved: Sequence[Sequence[Chunk]]) -> list[bool | None]:
@@ -80,7 +70,8 @@ def run(spec: RunSpec) -> RunResult:
     cost = {
         "index_build_s": corpus.build_s, "index_reused": corpus.reused, "index_kind": corpus.built.kind,
         "chunks": len(corpus.chunks),
-        "retrieval_latency_p50_s": percentile(query_latencies(embedder, corpus.built.index, queries, settings.top_k), 50),
+        "retrieval_latency_p50_s": percentile(  # embed + search one query at a time, as a served request would
+            time_each(lambda query: search(corpus.built.index, embedder.embed([query]), settings.top_k), queries), 50),
     }
     if corpus.built.note:
         cost["index_note"] = corpus.built.note

@@ -9,8 +9,9 @@ import re
 import string
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from advisor.plan import TaskSpec
 from runners.data import Example
@@ -136,6 +137,17 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 # --- model calls -----------------------------------------------------------------------------------------
 
 
+@contextmanager
+def inference_mode(model: Any) -> Iterator[Any]:
+    """Evaluate without dropout, then hand an in-training model back in the mode it came in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def _device_of(model: Any) -> Any:
     return next(model.parameters()).device
 
@@ -156,23 +168,19 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
     tokenizer.padding_side = "left"
     eos_ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<end_of_turn>") if t in tokenizer.get_vocab()]
     texts, counts = [], []
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(prompts), batch_size):
-        batch = list(prompts[start:start + batch_size])
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        with torch.no_grad():
+    with inference_mode(model), torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start:start + batch_size])
+            encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
                                     eos_token_id=sorted(set(eos_ids)), pad_token_id=tokenizer.pad_token_id)
-        new_tokens = output[:, encoded["input_ids"].shape[1]:]
-        for row in new_tokens:
-            ids = row.tolist()
-            length = next((i + 1 for i, tok in enumerate(ids) if tok in eos_ids), len(ids))
-            counts.append(length)
-            texts.append(stop_text(tokenizer.decode(ids[:length], skip_special_tokens=False), tokenizer))
-        if progress:
-            progress(len(batch))
-    model.train(was_training)
+            for row in output[:, encoded["input_ids"].shape[1]:]:
+                ids = row.tolist()
+                length = next((i + 1 for i, tok in enumerate(ids) if tok in eos_ids), len(ids))
+                counts.append(length)
+                texts.append(stop_text(tokenizer.decode(ids[:length], skip_special_tokens=False), tokenizer))
+            if progress:
+                progress(len(batch))
     return texts, counts
 
 
@@ -199,7 +207,7 @@ def choice_logprobs(model: Any, tokenizer: Any, prompt: str, choices: Sequence[s
     return scores
 
 
-def _timed(call: Callable[[Any], Any], items: Sequence[Any]) -> list[float]:
+def time_each(call: Callable[[Any], Any], items: Sequence[Any]) -> list[float]:
     """Wall time of `call` on each of the first items, one at a time: what a user waits for one answer."""
     timings = []
     for item in items[:LATENCY_SAMPLE]:
@@ -226,12 +234,12 @@ def evaluate(
     prompt_tokens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     if task.type == "multiple_choice":
         evaluation = _evaluate_choices(model, tokenizer, examples, prompts, seed, progress)
-        latencies = _timed(lambda pair: choice_logprobs(model, tokenizer, pair[1], _choice_texts(pair[0], pair[1])),
+        latencies = time_each(lambda pair: choice_logprobs(model, tokenizer, pair[1], _choice_texts(pair[0], pair[1])),
                            list(zip(examples, prompts)))
         completion_tokens = [0] * len(prompts)
     else:
         texts, completion_tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
-        latencies = _timed(lambda prompt: generate(model, tokenizer, [prompt], max_new_tokens, batch_size=1), prompts)
+        latencies = time_each(lambda prompt: generate(model, tokenizer, [prompt], max_new_tokens, batch_size=1), prompts)
         evaluation = _score_generations(task, examples, prompts, texts, labels, seed)
     evaluation.latency_p50_s = percentile(latencies, 50)
     evaluation.latency_p95_s = percentile(latencies, 95)
@@ -273,21 +281,19 @@ def _choice_texts(example: Example, prompt: str) -> list[str]:
 def _evaluate_choices(model: Any, tokenizer: Any, examples: Sequence[Example], prompts: Sequence[str], seed: int,
                       progress: Callable[[int], None] | None) -> Evaluation:
     rows, correct, correct_norm = [], [], []
-    was_training = model.training
-    model.eval()
-    for example, prompt in zip(examples, prompts):
-        choices = example.choices or []
-        scores = choice_logprobs(model, tokenizer, prompt, _choice_texts(example, prompt))
-        best = max(range(len(scores)), key=lambda i: scores[i][0])
-        best_norm = max(range(len(scores)), key=lambda i: scores[i][0] / max(scores[i][1], 1))
-        gold = choices.index(example.target)
-        correct.append(float(best == gold))
-        correct_norm.append(float(best_norm == gold))
-        rows.append({"id": example.id, "input": example.prompt, "prompt": prompt, "prediction": choices[best],
-                     "target": example.target, "correct": best == gold})
-        if progress:
-            progress(1)
-    model.train(was_training)
+    with inference_mode(model):
+        for example, prompt in zip(examples, prompts):
+            choices = example.choices or []
+            scores = choice_logprobs(model, tokenizer, prompt, _choice_texts(example, prompt))
+            best = max(range(len(scores)), key=lambda i: scores[i][0])
+            best_norm = max(range(len(scores)), key=lambda i: scores[i][0] / max(scores[i][1], 1))
+            gold = choices.index(example.target)
+            correct.append(float(best == gold))
+            correct_norm.append(float(best_norm == gold))
+            rows.append({"id": example.id, "input": example.prompt, "prompt": prompt, "prediction": choices[best],
+                         "target": example.target, "correct": best == gold})
+            if progress:
+                progress(1)
     metrics = {
         "accuracy": sum(correct) / len(correct) if correct else 0.0,
         "accuracy_ci": list(bootstrap_ci(correct, seed=seed)),
