@@ -18,6 +18,17 @@ from advisor.errors import AdaptError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
+# How each task type is scored unless the task says otherwise: classification and multiple choice rank every
+# label/choice by its log-likelihood (lm-eval's convention: no parsing, no off-label answers); QA is scored on
+# greedy generations (EM/F1).
+DEFAULT_SCORING = {"classification": "rank", "qa": "generate", "multiple_choice": "rank"}
+# Prompt format per task type, chosen on SST-2 *train* items with the embedded SmolLM2-135M-Instruct
+# (bench/prompt_formats.py): completion-style blocks beat the chat template for label ranking; QA keeps the chat
+# template, whose assistant turn gives the short answers EM/F1 reward.
+DEFAULT_PROMPT_FORMAT = {"classification": "plain", "qa": "chat", "multiple_choice": "plain"}
+DEFAULT_INPUT_NAME = {"classification": "Text", "qa": "Question", "multiple_choice": "Question"}
+DEFAULT_ANSWER_NAME = {"classification": "Label", "qa": "Answer", "multiple_choice": "Answer"}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -33,8 +44,25 @@ class TaskSpec(_Strict):
     corpus: Path | None = None  # documents for RAG retrieval and continued pre-training
     labels: list[str] | None = None  # classification label set; inferred from the data when omitted
     instruction: str | None = None  # one line telling the model what to do, used by every strategy
+    # How predictions are scored: `rank` picks the label/choice with the highest log-likelihood; `generate`
+    # parses greedy generations. Default per type: DEFAULT_SCORING. QA may use `rank` when its data has choices.
+    scoring: Literal["rank", "generate"] | None = None
+    # `chat`: the model's chat template; `plain`: completion-style `Text: ...\nLabel:` blocks. Training and
+    # scoring always use the same format. Default per type: DEFAULT_PROMPT_FORMAT.
+    prompt_format: Literal["chat", "plain"] | None = None
+    input_name: str | None = Field(default=None, min_length=1)  # the word before the input, e.g. "Review"
+    answer_name: str | None = Field(default=None, min_length=1)  # the word before the answer (plain), e.g. "Sentiment"
     eval_limit: int | None = Field(default=200, ge=1)  # first N eval examples (None = all)
     train_limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _defaults_by_type(self) -> "TaskSpec":
+        """Fill the type's defaults in, so the run JSON records the scoring and format actually used."""
+        for key, table in (("scoring", DEFAULT_SCORING), ("prompt_format", DEFAULT_PROMPT_FORMAT),
+                           ("input_name", DEFAULT_INPUT_NAME), ("answer_name", DEFAULT_ANSWER_NAME)):
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, table[self.type])
+        return self
 
 
 class _StrategyBase(_Strict):
@@ -47,18 +75,27 @@ class _StrategyBase(_Strict):
         return self.label or self.strategy  # type: ignore[attr-defined]
 
 
-class ZeroShotSettings(_StrategyBase):
+class _PromptedSettings(_StrategyBase):
+    """The in-context strategies (base model, no training)."""
+
+    # Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): divide each label's probability by its
+    # probability for a content-free input ("N/A") in the same prompt. Rank-scored tasks only.
+    calibrate: bool = False
+
+
+class ZeroShotSettings(_PromptedSettings):
     strategy: Literal["zero_shot"] = "zero_shot"
 
 
-class FewShotSettings(_StrategyBase):
+class FewShotSettings(_PromptedSettings):
     strategy: Literal["few_shot"] = "few_shot"
     k: int = Field(default=4, ge=1)
     selection: Literal["random", "similar"] = "random"
+    balanced: bool = True  # classification: spread the k demonstrations evenly over the labels
     embedder: str = "all-MiniLM-L6-v2"  # used when selection is "similar"
 
 
-class RagSettings(_StrategyBase):
+class RagSettings(_PromptedSettings):
     strategy: Literal["rag"] = "rag"
     top_k: int = Field(default=3, ge=1)
     chunk_size: int = Field(default=120, ge=8)  # words per chunk
@@ -79,11 +116,12 @@ class TrainSettings(_StrategyBase):
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
     learning_rate: float = Field(default=2e-4, gt=0)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=8, ge=1)  # examples per micro-batch, packed or not (as in Trainer)
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=256, ge=8)
     packing: bool = True  # concatenate short examples into full rows (no padding waste)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"  # transformers.get_scheduler
     weight_decay: float = Field(default=0.0, ge=0)
     grad_checkpointing: bool = False
     early_stop_patience: int | None = Field(default=None, ge=1)  # epochs without eval-loss gain

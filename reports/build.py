@@ -163,10 +163,15 @@ def fmt_tokens(row: pd.Series) -> str:
     return f"{fmt_count(prompt)} + {fmt_count(completion)}"
 
 
+def fmt_share(value: float) -> str:
+    return DASH if _missing(value) else f"{value:.0%}"
+
+
 # Results table: (header, formatter, column whose direction decides "best").
 RESULT_COLUMNS = (
     ("strategy", lambda row: row["label"], None),
     ("{metric} (95% CI)", fmt_score, "score"),
+    ("format compliance", lambda row: fmt_share(row["format_compliance"]), "format_compliance"),
     ("forgetting Δ (retained)", fmt_forgetting, "forgetting_delta"),
     ("train time", lambda row: fmt_seconds(row["train_time_s"]), "train_time_s"),
     ("peak memory", lambda row: fmt_megabytes(row["peak_memory_mb"]), "peak_memory_mb"),
@@ -187,8 +192,22 @@ def results_table(task_frame: pd.DataFrame) -> Table:
     rows = [[Cell(format_cell(row), bool(column and best[column][index]))
              for _, format_cell, column in RESULT_COLUMNS]
             for index, row in runs.iterrows()]
+    how = ", ".join(sorted({f"{s} scoring, {f} prompts" for s, f in zip(runs["scoring"], runs["prompt_format"])}))
     return Table([header.format(metric=metric) for header, _, _ in RESULT_COLUMNS], rows,
-                 caption="★ best in its column. Forgetting: mean change on general benchmarks (⚠ = drops general ability).")
+                 caption=f"★ best in its column. Scored by {how}: `rank` picks the label with the highest "
+                         "log-likelihood; format compliance is the share of free generations that are exactly a label. "
+                         "Forgetting: mean change on general benchmarks (⚠ = drops general ability).")
+
+
+def mixed_scoring_note(task_frame: pd.DataFrame) -> Paragraph | None:
+    """Runs scored differently (e.g. an old generation-scored result beside ranked ones) are not comparable."""
+    ok = task_frame[task_frame["status"] == "ok"]
+    modes = sorted(set(ok["scoring"]))
+    if len(modes) < 2:
+        return None
+    by_mode = "; ".join(f"{mode}: {', '.join(ok[ok['scoring'] == mode]['label'])}" for mode in modes)
+    return Paragraph(f"Caution: these runs were scored in different ways ({by_mode}), so their scores are not "
+                     "comparable. Re-run the older ones with `adapt compare` to score them the same way.")
 
 
 def short_error(error: str | None) -> str:
@@ -390,6 +409,9 @@ def task_section(task: str, frame: pd.DataFrame, runs: Sequence[RunResult], resu
     if task_frame["status"].ne("ok").all():
         return Section(f"Task: {task}", [Paragraph("Every run of this task failed: see Failed runs.")])
     blocks: list[Block] = [results_table(task_frame)]
+    mixed = mixed_scoring_note(task_frame)
+    if mixed:
+        blocks.insert(0, mixed)
     stem = "".join(char if char.isalnum() else "-" for char in task)
     figures = (
         ("accuracy-vs-cost", "Accuracy against cost; the dashed line joins the Pareto front (nothing is both cheaper and better).",

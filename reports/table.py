@@ -22,6 +22,7 @@ HIGHER = "higher"
 LOWER = "lower"
 DIRECTIONS: dict[str, str] = {
     "score": HIGHER,
+    "format_compliance": HIGHER,
     "forgetting_delta": HIGHER,
     "retained": HIGHER,
     "train_time_s": LOWER,
@@ -116,6 +117,9 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "score_low": low,
         "score_high": high,
         "n": _number(run.metrics.get("n")),
+        "scoring": run.scoring,
+        "prompt_format": ((run.config or {}).get("task") or {}).get("prompt_format") or "chat",
+        "format_compliance": _number(run.metrics.get("format_compliance")),
         **cost,
         "tokens_per_query": _sum_if_any(cost["prompt_tokens_per_query"], cost["completion_tokens_per_query"]),
         "cost_usd": _sum_if_any(cost["usd_train"], cost["usd_per_1m_queries"]),

@@ -135,15 +135,29 @@ def build_result(
 def prompts_for(tokenizer: Any, spec: RunSpec, data: TaskData, examples: Sequence[Example],
                 demos: Sequence[Sequence[Example]] | None = None,
                 passages: Sequence[Sequence[str]] | None = None) -> list[str]:
-    """Render each example's prompt, with its own demonstrations / passages when the strategy supplies them."""
-    from runners.prompting import build_messages, render_prompt
+    """Render each example's prompt in the task's format, with its own demonstrations / passages when the strategy
+    supplies them. With `calibrate` on, score() also gets each prompt's content-free twin from here."""
+    from runners.prompting import build_prompt
 
-    prompts = []
-    for i, example in enumerate(examples):
-        messages = build_messages(spec.task, example, data.labels,
-                                  demos=demos[i] if demos else (), passages=passages[i] if passages else ())
-        prompts.append(render_prompt(tokenizer, messages))
-    return prompts
+    return [build_prompt(tokenizer, spec.task, example, data.labels,
+                         demos=demos[i] if demos else (), passages=passages[i] if passages else ())
+            for i, example in enumerate(examples)]
+
+
+def calibration_prompts(tokenizer: Any, spec: RunSpec, data: TaskData, examples: Sequence[Example],
+                        demos: Sequence[Sequence[Example]] | None = None,
+                        passages: Sequence[Sequence[str]] | None = None) -> list[str] | None:
+    """The content-free twin of each prompt (same demonstrations and passages, input "N/A") when the strategy asks
+    for contextual calibration; None otherwise."""
+    from advisor.errors import AdaptError
+    from runners.prompting import content_free
+
+    if not getattr(spec.strategy, "calibrate", False):
+        return None
+    if spec.task.scoring != "rank":
+        raise AdaptError("calibrate: true needs a rank-scored task (it rescales label probabilities)",
+                         field=f"strategies.{spec.strategy.name}.calibrate", hint=f"set tasks.{spec.task.name}.scoring: rank")
+    return prompts_for(tokenizer, spec, data, [content_free(e) for e in examples], demos, passages)
 
 
 def seed_everything(seed: int) -> None:
@@ -157,23 +171,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def score(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str]) -> tuple[Evaluation, float]:
+def score(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str],
+          calibration: Sequence[str] | None = None) -> tuple[Evaluation, float]:
     """Evaluate prompts on the eval split with a progress bar; returns the Evaluation and peak memory (MB)."""
     from runners.progress import bar
     from runners.scoring import evaluate
 
     with PeakMemory(spec.device) as peak, bar(f"{spec.task.name} · {spec.strategy.name}: scoring", len(prompts)) as advance:
         evaluation = evaluate(model, tokenizer, spec.task, data.eval, prompts, data.labels,
-                              spec.strategy.max_new_tokens, seed=spec.seed, progress=advance)
+                              spec.strategy.max_new_tokens, seed=spec.seed, progress=advance,
+                              calibration_prompts=calibration)
     return evaluation, peak.peak_mb
 
 
-def run_prompted(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str], started: float,
-                 *, extra_cost: dict[str, Any] | None = None, extra_metrics: dict[str, Any] | None = None) -> RunResult:
+def run_prompted(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, started: float, *,
+                 demos: Sequence[Sequence[Example]] | None = None, passages: Sequence[Sequence[str]] | None = None,
+                 extra_cost: dict[str, Any] | None = None, extra_metrics: dict[str, Any] | None = None) -> RunResult:
     """The shared tail of the in-context strategies (zero-shot, few-shot, RAG): base model, no training."""
     from runners.models import model_digest, resolve_model_path
 
-    evaluation, peak_mb = score(spec, model, tokenizer, data, prompts)
+    prompts = prompts_for(tokenizer, spec, data, data.eval, demos, passages)
+    calibration = calibration_prompts(tokenizer, spec, data, data.eval, demos, passages)
+    evaluation, peak_mb = score(spec, model, tokenizer, data, prompts, calibration)
     _, total = count_params(model)
     cost = {"train_time_s": 0.0, "peak_memory_mb": peak_mb, "trainable_params": 0, "total_params": total,
             "adapter_size_mb": 0.0, **(extra_cost or {})}

@@ -204,6 +204,12 @@ def load_tokenizer(name_or_path: str) -> Any:
     return tokenizer
 
 
+def is_prompt_learning(model: Any) -> bool:
+    """peft prompt tuning / prefix tuning: virtual tokens prefix the whole row (no packing, no position ids)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
 def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto", quantization_config: Any = None) -> tuple[Any, Any]:
     """Load (model, tokenizer) on `device`; a quantization_config (QLoRA) is passed through to transformers."""
     from transformers import AutoModelForCausalLM

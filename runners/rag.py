@@ -19,7 +19,7 @@ from advisor.plan import RagSettings, RunSpec
 from retrieval.chunking import Chunk, is_hit
 from retrieval.embedders import get_embedder
 from retrieval.index import CorpusIndex, build_index, get_corpus_index, recall_at_k, search
-from runners.common import load_task_data, prompts_for, run_prompted, seed_everything
+from runners.common import load_task_data, run_prompted, seed_everything
 from runners.data import Example
 from runners.models import load_model
 from runners.progress import note
@@ -77,5 +77,5 @@ def run(spec: RunSpec) -> RunResult:
         cost["index_note"] = corpus.built.note
     metrics = retrieval_metrics(corpus, hits, query_vectors, ids, settings.top_k)
     model, tokenizer = load_model(spec.model, spec.device, spec.dtype)
-    prompts = prompts_for(tokenizer, spec, data, data.eval, passages=[[chunk.text for chunk in chunks] for chunks in retrieved])
-    return run_prompted(spec, model, tokenizer, data, prompts, started, extra_cost=cost, extra_metrics=metrics)
+    return run_prompted(spec, model, tokenizer, data, started, passages=[[chunk.text for chunk in chunks] for chunks in retrieved],
+                        extra_cost=cost, extra_metrics=metrics)

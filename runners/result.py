@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+# 2: classification/multiple choice ranked by label log-likelihood by default; metrics record `scoring` and
+#    `format_compliance`; the task config records `prompt_format`. 1 (no field): classification scored on generations.
+SCHEMA_VERSION = 2
+
+
 class RunStatus(str, Enum):
     ok = "ok"
     failed = "failed"
@@ -61,6 +66,7 @@ class RunResult:
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
+    schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -71,7 +77,16 @@ class RunResult:
     def from_json(cls, data: dict[str, Any]) -> "RunResult":
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         known["status"] = RunStatus(known["status"])
+        known.setdefault("schema_version", 1)  # written before the field existed
         return cls(**known)
+
+    @property
+    def scoring(self) -> str:
+        """How the primary metric was scored: `rank` or `generate` (schema 1 ranked only multiple choice)."""
+        if "scoring" in self.metrics:
+            return str(self.metrics["scoring"])
+        task = (self.config or {}).get("task") or {}
+        return task.get("scoring") or ("rank" if task.get("type") == "multiple_choice" else "generate")
 
 
 def now_iso() -> str:

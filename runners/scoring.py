@@ -1,7 +1,14 @@
 """The one scorer: every strategy's predictions go through here, so their numbers are comparable.
 
-Classification and QA are scored on greedy generations (answers normalised to the label set / SQuAD-style);
-multiple choice by log-likelihood of each choice. Every metric gets a 95% bootstrap interval.
+Classification and multiple choice are ranked by default (`TaskSpec.scoring: rank`): every label/choice is scored by
+its log-likelihood after the prompt and the argmax wins — lm-eval's convention, so a base model is not judged on
+whether it can spell a label. Format compliance (are free generations exactly a label?) is reported beside it.
+QA is scored on greedy generations (EM/F1, SQuAD normalisation); `scoring: generate` keeps generate-and-parse for
+classification too. Every metric gets a 95% bootstrap interval.
+
+The ranking is written here rather than called through lm-eval's HFLM.loglikelihood: HFLM scores one row per
+(prompt, choice), while one-token label sets need one forward per prompt here and only the last positions' logits
+(bench/scoring_throughput.py measures both on the same items).
 """
 from __future__ import annotations
 
@@ -15,8 +22,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 from advisor.plan import TaskSpec
 from runners.data import Example
+from runners.prompting import answer_prefix
 
 LATENCY_SAMPLE = 12  # queries timed one at a time (batch 1) for honest per-query latency
+FORMAT_SAMPLE = 50  # rank-scored queries also generated freely, for format compliance
 
 
 @dataclass
@@ -184,26 +193,54 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
     return texts, counts
 
 
-def choice_logprobs(model: Any, tokenizer: Any, prompt: str, choices: Sequence[str]) -> list[tuple[float, int]]:
-    """(sum log-prob, characters) of each choice continuing the prompt, in one padded batch."""
+def rank_choices(model: Any, tokenizer: Any, prompts: Sequence[str], choices: Sequence[Sequence[str]], *,
+                 batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list[list[float]]:
+    """Sum log-probability of each choice continuing its prompt: `choices[i][j]` after `prompts[i]`.
+
+    Each choice is tokenized on its own after the prompt's tokens, exactly as training concatenates prompt and
+    completion. Where every choice of a prompt is one token (most label sets), one forward over the prompt scores
+    them all; longer choices get a row each (prompt + choice). Rows are sorted by length and left-padded, with
+    position ids counted from each row's first real token, so only the last positions' logits are computed
+    (`logits_to_keep`) and a batched score equals the unbatched one.
+    """
     import torch
 
+    from runners.models import is_prompt_learning
+
     device = _device_of(model)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    rows = [prompt_ids + tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
-    width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id or 0
-    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-    with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
-    logits = logits[:, -input_ids.shape[1]:]  # prompt tuning prepends virtual tokens' logits
-    logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-    scores = []
-    for i, row in enumerate(rows):
-        targets = torch.tensor(row[len(prompt_ids):], device=device)
-        positions = torch.arange(len(prompt_ids) - 1, len(row) - 1, device=device)
-        scores.append((float(logprobs[i, positions, targets].sum()), len(choices[i])))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    rows: list[tuple[list[int], list[tuple[int, int, list[int]]]]] = []  # (input ids, [(item, choice, targets)])
+    for item, (prompt, options) in enumerate(zip(prompts, choices)):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        targets = [tokenizer(answer_prefix(prompt) + option, add_special_tokens=False)["input_ids"] for option in options]
+        if all(len(t) == 1 for t in targets):
+            rows.append((prompt_ids, [(item, j, t) for j, t in enumerate(targets)]))
+        else:
+            rows.extend((prompt_ids + t[:-1], [(item, j, t)]) for j, t in enumerate(targets))
+    scores = [[float("-inf")] * len(options) for options in choices]
+    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
+    pass_positions = not is_prompt_learning(model)  # peft prompt learning ignores position ids (with a warning)
+    reported = 0
+    with inference_mode(model), torch.no_grad():
+        for done, start in enumerate(range(0, len(order), batch_size), 1):
+            batch = [rows[r] for r in order[start:start + batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            keep = max(len(t) for _, requests in batch for _, _, t in requests)
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch], device=device)
+            mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in batch], device=device)
+            extra = {"position_ids": (mask.cumsum(-1) - 1).clamp(min=0)} if pass_positions else {}
+            logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep, use_cache=False, **extra).logits
+            logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
+            for row, (_, requests) in enumerate(batch):
+                for item, j, targets in requests:
+                    positions = torch.arange(keep - len(targets), keep, device=device)
+                    if len(targets) == 1 and len(requests) > 1:  # one-token choices all read the last position
+                        positions = positions[-1:]
+                    scores[item][j] = float(logprobs[row, positions, torch.tensor(targets, device=device)].sum())
+            if progress:  # in prompts, however many rows each one took
+                finished = round(min(start + batch_size, len(order)) * len(prompts) / len(order))
+                progress(finished - reported)
+                reported = finished
     return scores
 
 
@@ -229,25 +266,106 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
+    calibration_prompts: Sequence[str] | None = None,
 ) -> Evaluation:
-    """Score `prompts` (one per example) with the task's metric; per-example predictions are kept for the report."""
+    """Score `prompts` (one per example) the task's way; per-example predictions are kept for the report.
+
+    `rank` tasks pick the label/choice with the highest log-likelihood (optionally calibrated against
+    `calibration_prompts`, each prompt's content-free twin) and add format compliance from a sample of free
+    generations; `generate` tasks parse greedy generations.
+    """
     prompt_tokens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    if task.type == "multiple_choice":
-        evaluation = _evaluate_choices(model, tokenizer, examples, prompts, seed, progress)
-        latencies = time_each(lambda pair: choice_logprobs(model, tokenizer, pair[1], _choice_texts(pair[0], pair[1])),
-                           list(zip(examples, prompts)))
-        completion_tokens = [0] * len(prompts)
+    if task.scoring == "rank":
+        options = choice_sets(task, examples, labels)
+        evaluation = _evaluate_ranked(model, tokenizer, task, examples, prompts, options, seed, batch_size, progress,
+                                      calibration_prompts)
+        latencies = time_each(lambda i: rank_choices(model, tokenizer, [prompts[i]], [options[i]], batch_size=1),
+                              range(len(prompts)))
+        completion_tokens = _format_compliance(model, tokenizer, evaluation, prompts, options, max_new_tokens, batch_size)
     else:
         texts, completion_tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
         latencies = time_each(lambda prompt: generate(model, tokenizer, [prompt], max_new_tokens, batch_size=1), prompts)
         evaluation = _score_generations(task, examples, prompts, texts, labels, seed)
+    evaluation.metrics["scoring"] = task.scoring
     evaluation.latency_p50_s = percentile(latencies, 50)
     evaluation.latency_p95_s = percentile(latencies, 95)
     evaluation.prompt_tokens_per_query = sum(prompt_tokens) / len(prompt_tokens) if prompt_tokens else 0.0
     evaluation.completion_tokens_per_query = sum(completion_tokens) / len(completion_tokens) if completion_tokens else 0.0
-    for row, count, tokens in zip(evaluation.predictions, prompt_tokens, completion_tokens):
-        row["prompt_tokens"], row["completion_tokens"] = count, tokens
+    for row, count in zip(evaluation.predictions, prompt_tokens):
+        row["prompt_tokens"] = count
     return evaluation
+
+
+def choice_sets(task: TaskSpec, examples: Sequence[Example], labels: Sequence[str] | None) -> list[list[str]]:
+    """What each example ranks: the label set for classification, the example's own choices otherwise."""
+    from advisor.errors import AdaptError
+
+    if task.type == "classification":
+        label_set = list(labels or sorted({e.target for e in examples}))
+        return [label_set] * len(examples)
+    missing = next((e for e in examples if not e.choices or e.target not in e.choices), None)
+    if missing is not None:
+        raise AdaptError(f"scoring: rank needs every example to list `choices` that include its answer; "
+                         f"example {missing.id!r} does not", file=missing.source or None, line=missing.line or None,
+                         field=f"tasks.{task.name}.scoring", hint="use `scoring: generate` for free-form answers")
+    return [list(e.choices or []) for e in examples]
+
+
+def calibrate(scores: Sequence[float], content_free_scores: Sequence[float]) -> list[float]:
+    """Contextual calibration: log p(label | input) - log p(label | "N/A"), i.e. p / p_cf before normalising."""
+    return [s - c for s, c in zip(scores, content_free_scores)]
+
+
+def _evaluate_ranked(model: Any, tokenizer: Any, task: TaskSpec, examples: Sequence[Example], prompts: Sequence[str],
+                     options: list[list[str]], seed: int, batch_size: int, progress: Callable[[int], None] | None,
+                     calibration_prompts: Sequence[str] | None) -> Evaluation:
+    scores = rank_choices(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
+    if calibration_prompts is not None:
+        unique: dict[str, list[str]] = {}  # zero-shot has one content-free prompt; few-shot one per demo set
+        for prompt, opts in zip(calibration_prompts, options):
+            unique.setdefault(prompt, opts)
+        by_prompt = dict(zip(unique, rank_choices(model, tokenizer, list(unique), list(unique.values()),
+                                                  batch_size=batch_size)))
+        scores = [calibrate(row, by_prompt[p]) for row, p in zip(scores, calibration_prompts)]
+    best = [max(range(len(row)), key=row.__getitem__) for row in scores]
+    best_norm = [max(range(len(row)), key=lambda j: row[j] / max(len(opts[j]), 1)) for row, opts in zip(scores, options)]
+    predicted = [opts[b] for opts, b in zip(options, best)]
+    gold = [e.target for e in examples]
+    if task.type == "classification":
+        metrics = classification_metrics(predicted, gold, options[0] if options else [], seed)
+        del metrics["unparsed_rate"]  # ranking always yields a label
+    else:
+        correct = [float(p == g) for p, g in zip(predicted, gold)]
+        metrics = {"accuracy": sum(correct) / len(correct) if correct else 0.0,
+                   "accuracy_ci": list(bootstrap_ci(correct, seed=seed)), "n": len(correct)}
+    correct_norm = [float(opts[b] == g) for opts, b, g in zip(options, best_norm, gold)]
+    metrics["accuracy_norm"] = sum(correct_norm) / len(correct_norm) if correct_norm else 0.0
+    metrics["rank_by"] = "sum_logprob" + ("_calibrated" if calibration_prompts is not None else "")
+    rows = [{"id": e.id, "input": e.prompt, "prompt": prompt, "prediction": p, "target": e.target, "correct": p == e.target,
+             "scores": [round(s, 4) for s in row]}
+            for e, prompt, p, row in zip(examples, prompts, predicted, scores)]
+    return Evaluation(metrics=metrics, predictions=rows, primary_metric="accuracy")
+
+
+def _format_compliance(model: Any, tokenizer: Any, evaluation: Evaluation, prompts: Sequence[str],
+                       options: list[list[str]], max_new_tokens: int, batch_size: int) -> list[int]:
+    """Generate freely for the first FORMAT_SAMPLE prompts: the share whose answer is exactly a label/choice is
+    what a served model (which generates, not ranks) would get right in form. Returns the tokens generated."""
+    sample = list(prompts[:FORMAT_SAMPLE])
+    longest = max((len(tokenizer(o, add_special_tokens=False)["input_ids"]) for opts in options[:FORMAT_SAMPLE] for o in opts),
+                  default=1)
+    texts, counts = generate(model, tokenizer, sample, min(max_new_tokens, longest + 2), batch_size)
+    exact = [_is_exactly_one_of(text, opts) for text, opts in zip(texts, options)]
+    for row, text in zip(evaluation.predictions, texts):
+        row["raw"] = text
+    evaluation.metrics["format_compliance"] = sum(exact) / len(exact) if exact else None
+    evaluation.metrics["format_compliance_n"] = len(exact)
+    return counts
+
+
+def _is_exactly_one_of(text: str, options: Sequence[str]) -> bool:
+    answer = text.strip().rstrip(".!").strip().lower()
+    return answer in {o.strip().lower() for o in options}
 
 
 def _score_generations(task: TaskSpec, examples: Sequence[Example], prompts: Sequence[str], texts: list[str],
@@ -258,6 +376,7 @@ def _score_generations(task: TaskSpec, examples: Sequence[Example], prompts: Seq
         predicted = [match_label(text, label_set) for text in texts]
         gold = [e.target for e in examples]
         metrics = classification_metrics(predicted, gold, label_set, seed)
+        metrics["format_compliance"] = sum(_is_exactly_one_of(t, label_set) for t in texts) / len(texts) if texts else None
         for example, prompt, text, label in zip(examples, prompts, texts, predicted):
             rows.append({"id": example.id, "input": example.prompt, "prompt": prompt, "raw": text,
                          "prediction": label, "target": example.target, "correct": label == example.target})
@@ -270,34 +389,3 @@ def _score_generations(task: TaskSpec, examples: Sequence[Example], prompts: Seq
         rows.append({"id": example.id, "input": example.prompt, "prompt": prompt, "prediction": text,
                      "target": example.target, "correct": bool(em[-1]), "f1": f1[-1]})
     return Evaluation(metrics=qa_metrics(em, f1, seed), predictions=rows, primary_metric="f1")
-
-
-def _choice_texts(example: Example, prompt: str) -> list[str]:
-    """Choices as continuations of the prompt: a separating space unless the prompt already ends in whitespace."""
-    separator = "" if prompt[-1:].isspace() else " "
-    return [f"{separator}{choice}" for choice in example.choices or []]
-
-
-def _evaluate_choices(model: Any, tokenizer: Any, examples: Sequence[Example], prompts: Sequence[str], seed: int,
-                      progress: Callable[[int], None] | None) -> Evaluation:
-    rows, correct, correct_norm = [], [], []
-    with inference_mode(model):
-        for example, prompt in zip(examples, prompts):
-            choices = example.choices or []
-            scores = choice_logprobs(model, tokenizer, prompt, _choice_texts(example, prompt))
-            best = max(range(len(scores)), key=lambda i: scores[i][0])
-            best_norm = max(range(len(scores)), key=lambda i: scores[i][0] / max(scores[i][1], 1))
-            gold = choices.index(example.target)
-            correct.append(float(best == gold))
-            correct_norm.append(float(best_norm == gold))
-            rows.append({"id": example.id, "input": example.prompt, "prompt": prompt, "prediction": choices[best],
-                         "target": example.target, "correct": best == gold})
-            if progress:
-                progress(1)
-    metrics = {
-        "accuracy": sum(correct) / len(correct) if correct else 0.0,
-        "accuracy_ci": list(bootstrap_ci(correct, seed=seed)),
-        "accuracy_norm": sum(correct_norm) / len(correct_norm) if correct_norm else 0.0,
-        "n": len(correct),
-    }
-    return Evaluation(metrics=metrics, predictions=rows, primary_metric="accuracy")

@@ -2,14 +2,14 @@
 
 Recipes differ only in how they build the model; everything else lives here so that a fix reaches all of them:
 - loss on the answer tokens only (prompt tokens get label -100) unless `loss_on_prompt` (CPT trains on all text);
-- packing: short examples are concatenated into rows of `max_length` tokens, with position ids restarting at 0
+- packing: the examples of a micro-batch are concatenated into rows of `max_length` tokens, with position ids restarting at 0
   for each example and no attention mask. transformers (masking_utils.find_packed_sequence_indices) turns
   restarting position ids into a block-diagonal causal mask for sdpa/eager, so examples never attend to each
   other; `test_packed_row_matches_separate_examples` checks that on CPU. Prompt tuning cannot pack (its virtual
   tokens prefix each row, not each example) and falls back to length-grouped padded batches;
 - gradient accumulation normalised by the number of target tokens in the whole accumulated batch, so accum 2 x
   batch 4 gives the gradient of batch 8;
-- AdamW, cosine schedule with warmup, gradient clipping at 1.0, seeded shuffling per epoch;
+- AdamW, a transformers schedule (cosine with warmup by default), gradient clipping at 1.0, seeded shuffling per epoch;
 - eval loss per epoch, optional early stop, a checkpoint per epoch and resume from the last one.
 
 A plain PyTorch loop rather than HF Trainer: bench/train_throughput.py measures it against Trainer.
@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from runners.models import is_prompt_learning
 from runners.progress import bar
 from runners.result import write_json_atomic
 
@@ -156,22 +157,22 @@ def collate(sequences: list[Sequence], rows: list[list[int]], pad_id: int, packe
     return batch
 
 
-def is_prompt_learning(model: Any) -> bool:
-    """peft prompt tuning / prefix tuning: virtual tokens prefix the whole row, so rows cannot be packed."""
-    config = getattr(model, "active_peft_config", None)
-    return bool(getattr(config, "is_prompt_learning", False))
-
-
 def plan_batches(sequences: list[Sequence], batch_size: int, max_length: int, packed: bool, generator: Any) -> list[list[list[int]]]:
-    """One epoch of micro-batches, each a list of rows, each row a list of sequence indices."""
+    """One epoch of micro-batches of `batch_size` examples each, as Trainer counts them, so a plan's batch size and
+    epochs give the same number of optimizer steps packed or not. Packing only changes the layout: a micro-batch's
+    examples share as few rows of at most max_length tokens as fit, instead of each padded to the longest.
+    Returns micro-batches, each a list of rows, each row a list of sequence indices."""
     import torch
 
     lengths = [len(s.input_ids) for s in sequences]
-    if packed:
-        rows = pack(lengths, max_length)
-        rows = [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
-        return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-    return [[[i] for i in batch] for batch in length_groups(lengths, batch_size, generator)]
+    if not packed:
+        return [[[i] for i in batch] for batch in length_groups(lengths, batch_size, generator)]
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches = []
+    for start in range(0, len(order), batch_size):
+        group = order[start:start + batch_size]
+        batches.append([[group[j] for j in row] for row in pack([lengths[i] for i in group], max_length)])
+    return batches
 
 
 # --- loss ---------------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
     opened. With `checkpoint_dir`, a checkpoint is written after every epoch and a re-run resumes from the last one.
     """
     import torch
-    from transformers import get_cosine_schedule_with_warmup
+    from transformers import get_scheduler
 
     from advisor.errors import AdaptError
 
@@ -314,7 +315,8 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps)
+    scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=math.ceil(settings.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
 
     fingerprint = {"sequences": len(sequences), "tokens": sum(len(s.input_ids) for s in sequences), "seed": seed,
                    "settings": settings.model_dump(mode="json", exclude={"label", "tasks"})}

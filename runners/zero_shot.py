@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from advisor.plan import RunSpec
-from runners.common import load_task_data, prompts_for, run_prompted, seed_everything
+from runners.common import load_task_data, run_prompted, seed_everything
 from runners.models import load_model
 from runners.result import RunResult
 
@@ -14,4 +14,4 @@ def run(spec: RunSpec) -> RunResult:
     seed_everything(spec.seed)
     data = load_task_data(spec)
     model, tokenizer = load_model(spec.model, spec.device, spec.dtype)
-    return run_prompted(spec, model, tokenizer, data, prompts_for(tokenizer, spec, data, data.eval), started)
+    return run_prompted(spec, model, tokenizer, data, started)

@@ -5,7 +5,7 @@ import pytest
 
 from advisor.plan import TaskSpec
 from runners.data import Example
-from runners.scoring import (bootstrap_ci, choice_logprobs, evaluate, exact_match, macro_f1, match_label,
+from runners.scoring import (bootstrap_ci, calibrate, evaluate, rank_choices, exact_match, macro_f1, match_label,
                              normalize_answer, stop_text, token_f1)
 
 
@@ -55,15 +55,17 @@ def _examples(kind):
     return [Example(id=str(i), prompt="water boils at", target="one hundred", choices=["one hundred", "ten"]) for i in range(3)]
 
 
-@pytest.mark.parametrize("kind, primary", [("classification", "accuracy"), ("qa", "f1"), ("multiple_choice", "accuracy")])
-def test_evaluate_on_tiny_model(tiny_model, tiny_tokenizer, kind, primary):
-    task = TaskSpec(name="t", type=kind, eval="e.jsonl")
+@pytest.mark.parametrize("kind, primary, scoring", [("classification", "accuracy", "rank"), ("classification", "accuracy", "generate"),
+                                                     ("qa", "f1", "generate"), ("multiple_choice", "accuracy", "rank")])
+def test_evaluate_on_tiny_model(tiny_model, tiny_tokenizer, one_thread, kind, primary, scoring):
+    task = TaskSpec(name="t", type=kind, eval="e.jsonl", scoring=scoring)
     examples = _examples(kind)
     prompts = [f"<|im_start|>user\n{e.prompt}<|im_end|>\n<|im_start|>assistant\n" for e in examples]
     advanced = []
     result = evaluate(tiny_model, tiny_tokenizer, task, examples, prompts, ["negative", "positive"], max_new_tokens=4,
                       batch_size=4, progress=advanced.append)
     assert result.primary_metric == primary
+    assert result.metrics["scoring"] == scoring
     assert 0.0 <= result.metrics[primary] <= 1.0
     assert result.metrics["n"] == len(examples)
     assert sum(advanced) == len(examples)
@@ -72,8 +74,104 @@ def test_evaluate_on_tiny_model(tiny_model, tiny_tokenizer, kind, primary):
     assert result.prompt_tokens_per_query == pytest.approx(
         sum(len(tiny_tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts) / len(prompts))
     assert result.latency_p50_s is not None and result.latency_p95_s >= result.latency_p50_s
-    if kind != "multiple_choice":
-        assert 0 < result.completion_tokens_per_query <= 4
+    assert 0 < result.completion_tokens_per_query <= 4
+    if scoring == "rank":  # every prediction is a label/choice, and free generations were sampled for compliance
+        assert all(row["prediction"] in (e.choices or ["negative", "positive"]) for row, e in zip(result.predictions, examples))
+        assert result.metrics["format_compliance_n"] == len(examples)
+        assert "raw" in result.predictions[0]
+
+
+def _hand_logprob(model, tokenizer, prompt: str, continuation: str) -> float:
+    """Sum log p(continuation | prompt), one unpadded forward over the whole text: the definition, no batching."""
+    import torch
+
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    cont_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt_ids + cont_ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    return float(sum(logprobs[len(prompt_ids) - 1 + i, token] for i, token in enumerate(cont_ids)))
+
+
+def test_rank_scores_equal_a_hand_computation_one_and_multi_token(tiny_model, tiny_tokenizer, one_thread):
+    """One-token label sets (one forward per prompt) and multi-token choices (a row each) both give the exact
+    log-likelihood, and the argmax is the hand-computed argmax."""
+    model = tiny_model.eval()
+    one_token = ["the", "answer"]
+    assert all(len(tiny_tokenizer(" " + label, add_special_tokens=False)["input_ids"]) == 1 for label in one_token)
+    multi = ["one hundred degrees", "ten plants", "paris"]
+    assert len(tiny_tokenizer(" one hundred degrees", add_special_tokens=False)["input_ids"]) > 1
+    prompts = ["the movie was great\nLabel:", "water boils at", "a terrible boring film with awful dialogue\nLabel:"]
+    choices = [one_token, multi, one_token]
+    scores = rank_choices(model, tiny_tokenizer, prompts, choices, batch_size=8)
+    for prompt, options, row in zip(prompts, choices, scores):
+        expected = [_hand_logprob(model, tiny_tokenizer, prompt, " " + option) for option in options]
+        assert row == pytest.approx(expected, abs=1e-4)
+        assert max(range(len(row)), key=row.__getitem__) == max(range(len(expected)), key=expected.__getitem__)
+
+
+def test_batched_rank_scores_equal_unbatched(tiny_model, tiny_tokenizer, one_thread):
+    """Left padding with position ids counted from the first real token must not change any score."""
+    model = tiny_model.eval()
+    prompts = ["the", "a terrible boring film with awful dialogue and the acting", "question: what is the capital of",
+               "water boils at one hundred degrees celsius at sea", "photosynthesis converts"]
+    choices = [["positive", "negative"], ["paris", "france answer"], ["ten plants", "one hundred degrees"],
+               ["level", "plants"], ["light energy", "water"]]
+    batched = rank_choices(model, tiny_tokenizer, prompts, choices, batch_size=8)
+    single = [rank_choices(model, tiny_tokenizer, [p], [c], batch_size=1)[0] for p, c in zip(prompts, choices)]
+    for b, s in zip(batched, single):
+        assert b == pytest.approx(s, abs=1e-4)
+
+
+def test_calibration_flips_a_label_biased_model(tiny_tokenizer, one_thread):
+    """A model trained to say "negative" after anything ranks "negative" first for every input; dividing by its
+    content-free probabilities flips inputs whose evidence leans positive relative to "N/A"."""
+    assert calibrate([-1.0, -3.0], [-0.5, -4.0]) == [-0.5, 1.0]  # p/p_cf: positive wins after calibration
+
+    import torch
+
+    from tests.conftest import build_tiny_model
+
+    torch.manual_seed(0)
+    model = build_tiny_model(tiny_tokenizer)
+    texts = ["the movie was great and wonderful", "a terrible boring film", "N/A"]
+    rows = [tiny_tokenizer(f"{t}\nLabel: negative", return_tensors="pt")["input_ids"] for t in texts[:2]]
+    positive = tiny_tokenizer("the movie was great and wonderful\nLabel: positive", return_tensors="pt")["input_ids"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(40):  # mostly "negative", a little "positive" after the great movie
+        ids = rows[step % 2] if step % 5 else positive
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    labels = ["negative", "positive"]
+    raw = rank_choices(model, tiny_tokenizer, [f"{texts[0]}\nLabel:"], [labels])[0]
+    content_free = rank_choices(model, tiny_tokenizer, ["N/A\nLabel:"], [labels])[0]
+    assert raw[0] > raw[1], "the constructed model should be biased towards negative"
+    calibrated = calibrate(raw, content_free)
+    assert calibrated[1] > calibrated[0], (raw, content_free)
+
+
+def test_evaluate_with_calibration_uses_one_content_free_prompt_per_context(tiny_model, tiny_tokenizer, one_thread):
+    task = TaskSpec(name="t", type="classification", eval="e.jsonl")
+    examples = _examples("classification")
+    prompts = [f"Text: {e.prompt}\nLabel:" for e in examples]
+    plain = evaluate(tiny_model, tiny_tokenizer, task, examples, prompts, ["negative", "positive"], max_new_tokens=2)
+    calibrated = evaluate(tiny_model, tiny_tokenizer, task, examples, prompts, ["negative", "positive"], max_new_tokens=2,
+                          calibration_prompts=["Text: N/A\nLabel:"] * len(prompts))
+    assert calibrated.metrics["rank_by"] == "sum_logprob_calibrated" and plain.metrics["rank_by"] == "sum_logprob"
+    content_free = rank_choices(tiny_model, tiny_tokenizer, ["Text: N/A\nLabel:"], [["negative", "positive"]])[0]
+    for before, after in zip(plain.predictions, calibrated.predictions):
+        assert after["scores"] == pytest.approx(calibrate(before["scores"], content_free), abs=1e-3)
+
+
+def test_rank_scoring_of_qa_needs_choices(tiny_model, tiny_tokenizer):
+    from advisor.errors import AdaptError
+
+    task = TaskSpec(name="t", type="qa", eval="e.jsonl", scoring="rank")
+    with pytest.raises(AdaptError, match="choices"):
+        evaluate(tiny_model, tiny_tokenizer, task, _examples("qa"), ["q"] * 3, None, max_new_tokens=2)
 
 
 def test_batched_generation_matches_one_by_one(tiny_model, tiny_tokenizer):
@@ -86,7 +184,7 @@ def test_batched_generation_matches_one_by_one(tiny_model, tiny_tokenizer):
     assert batched == single
 
 
-def test_choice_logprobs_prefers_the_trained_continuation(tiny_tokenizer):
+def test_rank_prefers_the_trained_continuation(tiny_tokenizer):
     """A model trained a few steps on one sentence ranks that continuation first."""
     import torch
 
@@ -100,5 +198,5 @@ def test_choice_logprobs_prefers_the_trained_continuation(tiny_tokenizer):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    scores = choice_logprobs(model.eval(), tiny_tokenizer, "water boils at", [" one hundred degrees", " ten plants"])
-    assert scores[0][0] > scores[1][0]
+    scores = rank_choices(model.eval(), tiny_tokenizer, ["water boils at"], [["one hundred degrees", "ten plants"]])[0]
+    assert scores[0] > scores[1]

@@ -11,6 +11,7 @@ from runners import training
 from runners.full_ft import all_trainable
 from runners.ia3 import ia3_model
 from runners.lora import lora_model
+from runners.models import is_prompt_learning
 from runners.prompt_tuning import prompt_tuning_model
 
 END = "<|im_end|>"
@@ -276,6 +277,6 @@ def test_epochs_since_best_counts_from_the_curve():
 
 def test_prompt_tuning_falls_back_to_padded_batches(tiny_model, tiny_tokenizer):
     model = prompt_tuning_model(tiny_model, PromptTuningSettings(num_virtual_tokens=4))
-    assert training.is_prompt_learning(model) and not training.is_prompt_learning(tiny_model)
+    assert is_prompt_learning(model) and not is_prompt_learning(tiny_model)
     stats = training.train(model, tiny_tokenizer, TOY, settings_for(PromptTuningSettings, max_steps=2, epochs=2))
     assert stats.steps == 2 and stats.examples_seen == 4  # batch 2 of single examples, not packed rows
