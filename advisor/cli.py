@@ -107,7 +107,15 @@ def compare(
             train: data/train.jsonl
             eval: data/eval.jsonl
             corpus: docs/                 # for rag and cpt
-        strategies: [zero_shot, few_shot, rag, lora, qlora, full_ft]
+            scoring: rank                 # rank labels by log-likelihood (default) | generate and parse
+            prompt_format: plain          # plain `Review: ...\nSentiment:` blocks | chat (the chat template)
+            input_name: Review            # the words the prompt puts before the input and the answer
+            answer_name: Sentiment
+        strategies:
+          - zero_shot
+          - {strategy: few_shot, k: 4}    # balanced over labels; `calibrate: true` corrects label bias
+          - {strategy: lora, r: 16}
+          - full_ft
     """
     from runners.compare import compare_command
 

@@ -284,6 +284,11 @@ def rerank(recommendation: Recommendation, results) -> Recommendation:
     if not rows:
         recommendation.warnings.append("The results directory holds no successful runs: ranking unchanged.")
         return recommendation
+    modes = {(r.task, r.scoring) for r in results if r.status.value == "ok"}
+    mixed = sorted({task for task, _ in modes if sum(t == task for t, _ in modes) > 1})
+    if mixed:
+        recommendation.warnings.append(f"Runs of {', '.join(mixed)} were scored in different ways (rank and generate), "
+                                       "so their scores are not comparable: re-run the older ones with `adapt compare`.")
     weight = {"low": 1.0, "medium": 0.5, "high": 0.0}.get(recommendation.answers.forgetting_tolerance or "medium", 0.5)
     for row in rows:
         lost = 1 - row["retained"] if row["retained"] is not None else 0.0

@@ -128,8 +128,10 @@ def one_line(result: RunResult) -> str:
         return f"✗ {result.task} · {result.label}: failed — {result.error}"
     metric = result.metrics.get(result.primary_metric)
     retained = (result.forgetting or {}).get("retained")
-    return (f"✓ {result.task} · {result.label}: {result.primary_metric} {_fmt(metric, '.3f')}"
-            f" · train {_fmt(result.cost.get('train_time_s'), '.1f')} s · {result.duration_s:.0f} s total"
+    compliance = result.metrics.get("format_compliance")
+    return (f"✓ {result.task} · {result.label}: {result.primary_metric} {_fmt(metric, '.3f')} ({result.scoring})"
+            + (f" · format {compliance:.0%}" if isinstance(compliance, (int, float)) else "")
+            + f" · train {_fmt(result.cost.get('train_time_s'), '.1f')} s · {result.duration_s:.0f} s total"
             + (f" · retained {retained:.3f}" if isinstance(retained, float) else ""))
 
 

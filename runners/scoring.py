@@ -8,7 +8,7 @@ classification too. Every metric gets a 95% bootstrap interval.
 
 The ranking is written here rather than called through lm-eval's HFLM.loglikelihood: HFLM scores one row per
 (prompt, choice), while one-token label sets need one forward per prompt here and only the last positions' logits
-(bench/scoring_throughput.py measures both on the same items).
+(bench/eval_throughput.py measures both on the same items).
 """
 from __future__ import annotations
 

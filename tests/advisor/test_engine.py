@@ -146,3 +146,15 @@ def test_shipped_answers_plans_are_runnable_against_the_bundled_data():
         _, plan = plan_of(load_answers(path))
         plan.check_runnable(str(path))  # every file exists and every strategy has what it needs
         assert yaml.safe_load(recommend(load_answers(path)).plan_yaml)["model"] == "smollm2-135m-instruct"
+
+
+def test_evidence_loop_warns_when_a_task_mixes_scoring_modes():
+    ranked = run("lora", "lora", 0.8)
+    ranked.metrics["scoring"] = "rank"
+    old = run("zero_shot", "zero_shot", 0.44)  # schema 1: generation-scored classification
+    reranked = rerank(recommend(Answers(labelled_examples=600, need="skill")), [ranked, old])
+    assert any("scored in different ways" in w for w in reranked.warnings)
+    both_ranked = run("zero_shot", "zero_shot", 0.79)
+    both_ranked.metrics["scoring"] = "rank"
+    reranked = rerank(recommend(Answers(labelled_examples=600, need="skill")), [ranked, both_ranked])
+    assert not any("scored in different ways" in w for w in reranked.warnings)

@@ -191,3 +191,31 @@ def test_a_task_whose_runs_all_failed_still_reports(results_factory, run_maker):
     headline = {block.sentences[0].split(",")[0]: block.sentences for block in report.sections[0].blocks}
     assert headline["No run of sst2 produced a score"][1] == "1 of 1 runs failed; their errors are listed under Failed runs."
     assert headline["For x"][2].startswith("Forgetting was not measured for custom_kind")  # unknown kind: no claim
+
+
+def test_report_says_when_runs_of_a_task_were_scored_differently(tmp_path):
+    """A schema-1 result (generation-scored classification, no `scoring` recorded) beside a ranked one."""
+    from reports.build import Paragraph
+    from tests.reports.conftest import make_run, write_results
+
+    old = make_run(strategy="zero_shot", score=0.44)
+    old.schema_version = 1
+    new = make_run(strategy="lora", score=0.8)
+    new.metrics.update(scoring="rank", format_compliance=0.9)
+    results = write_results(tmp_path, [old, new], predictions=False)
+    section = next(s for s in build_report(results).sections if s.title == "Task: sst2")
+    notes = [b.text for b in section.blocks if isinstance(b, Paragraph) and b.text.startswith("Caution")]
+    assert notes and "generate: zero_shot" in notes[0] and "rank: lora" in notes[0]
+    table = next(b for b in section.blocks if isinstance(b, Table))
+    assert "format compliance" in table.columns and "90%" in [c.text for row in table.rows for c in row]
+
+
+def test_old_run_json_loads_as_schema_1_generation_scored(tmp_path):
+    import json
+
+    from runners.result import RunResult
+
+    data = {"run_id": "t__zero_shot__x", "task": "t", "strategy": "zero_shot", "label": "zero_shot", "status": "ok",
+            "config": {"task": {"type": "classification"}}, "config_hash": "x", "metrics": {"accuracy": 0.44}}
+    run = RunResult.from_json(json.loads(json.dumps(data)))
+    assert run.schema_version == 1 and run.scoring == "generate"
