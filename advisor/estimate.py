@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from advisor.hardware import GIB, Device
 
 ADAPTERS = ("lora", "qlora", "ia3", "prompt_tuning")

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from advisor import paths
-from advisor.errors import AdaptError
+from base import paths
+from base.errors import AdaptError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-gflops", type=float, default=None, help="override the cached CPU benchmark")
     parser.add_argument("--gpu", default="H100", help=f"GPU of the runs made on cuda ({', '.join(GPUS)})")
     args = parser.parse_args(argv)
-    from runners.result import ResultStore
+    from base.results import ResultStore
 
     results = [r for r in ResultStore(args.results).all() if r.status.value == "ok"]
     if not results:

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 
 app = typer.Typer(
     help=__doc__.split("\n")[0] + "\n\nStart with `adapt advise`, run its plan with `adapt compare`, read `adapt report`.",

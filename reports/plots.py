@@ -10,9 +10,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from advisor.strategies import Strategy
+from base.registry import Strategy
 from reports.table import pareto_front
-from runners.result import RunResult
+from base.results import RunResult
 
 # One colour per strategy kind, from colour-blind-friendly palettes (Okabe-Ito, then Tableau).
 KIND_COLOURS = {

@@ -5,7 +5,6 @@ Everything downstream (Markdown, HTML, plots) reads this frame, so the numbers a
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from advisor.errors import AdaptError
-from advisor.strategies import Strategy
-from runners.result import RunResult
+from base.registry import Strategy
+from base.results import RunResult, load_runs
 
 # Which way is better for each numeric column of the frame.
 HIGHER = "higher"
@@ -41,19 +39,6 @@ COST_KEYS = ("train_time_s", "examples_per_s", "tokens_per_s", "peak_memory_mb",
              "completion_tokens_per_query", "usd_train", "usd_per_1m_queries")
 
 STRATEGY_ORDER = {strategy.value: index for index, strategy in enumerate(Strategy)}
-
-
-def load_runs(results_dir: str | Path) -> list[RunResult]:
-    """Every RunResult under RESULTS_DIR/runs; a corrupt file is named, never skipped silently."""
-    runs_dir = Path(results_dir) / "runs"
-    runs = []
-    for path in sorted(runs_dir.glob("*.json")) if runs_dir.is_dir() else []:
-        try:
-            runs.append(RunResult.from_json(json.loads(path.read_text(encoding="utf-8"))))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise AdaptError(f"cannot read this run result: {error}", file=path,
-                             hint="re-run `adapt compare` for this run, or delete the file to leave it out") from error
-    return runs
 
 
 def load_results(results_dir: str | Path) -> pd.DataFrame:

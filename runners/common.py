@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from advisor.plan import RunSpec
-from runners.data import Document, Example, load_corpus, load_examples
-from runners.result import RunResult, RunStatus, environment, now_iso, write_jsonl_atomic
+from base.plan import RunSpec
+from base.data import Document, Example, load_corpus, load_examples
+from base.io import write_jsonl_atomic
+from base.results import RunResult, RunStatus, environment, now_iso
 from runners.scoring import Evaluation
 
 
@@ -159,7 +160,7 @@ def seed_everything(seed: int) -> None:
 
 def score(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str]) -> tuple[Evaluation, float]:
     """Evaluate prompts on the eval split with a progress bar; returns the Evaluation and peak memory (MB)."""
-    from runners.progress import bar
+    from base.progress import bar
     from runners.scoring import evaluate
 
     with PeakMemory(spec.device) as peak, bar(f"{spec.task.name} · {spec.strategy.name}: scoring", len(prompts)) as advance:

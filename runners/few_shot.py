@@ -4,11 +4,11 @@ from __future__ import annotations
 import random
 import time
 
-from advisor.plan import FewShotSettings, RunSpec
+from base.plan import FewShotSettings, RunSpec
 from runners.common import TaskData, load_task_data, prompts_for, run_prompted, seed_everything
-from runners.data import Example
+from base.data import Example
 from runners.models import load_model
-from runners.result import RunResult
+from base.results import RunResult
 
 
 def choose_demos(settings: FewShotSettings, data: TaskData, seed: int, device: str) -> list[list[Example]]:

@@ -22,10 +22,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from advisor import paths
-from advisor.errors import AdaptError
-from advisor.plan import ForgettingSettings
-from runners.progress import bar, showing
+from base import paths
+from base.errors import AdaptError
+from base.plan import ForgettingSettings
+from base.progress import bar, showing
 from runners.scoring import inference_mode
 
 TASKS_DIR = paths.CONFIGS_DIR / "tasks"
@@ -144,7 +144,7 @@ def lm_eval_name(benchmark: str) -> str:
 
 def task_digest(benchmark: str) -> str:
     """Identity of what a benchmark measures: its YAML (with the shared template) and its data file."""
-    from advisor.plan import file_digest
+    from base.plan import file_digest
 
     if benchmark not in bundled_benchmarks():
         from importlib import metadata
@@ -305,7 +305,7 @@ class BaseCache:
             return None  # a damaged cache entry is recomputed, never trusted
 
     def put(self, kind: str, limit: int | None, digest: str, data: dict[str, Any]) -> None:
-        from runners.result import write_json_atomic
+        from base.io import write_json_atomic
 
         write_json_atomic(self.path(kind, limit, digest), data)
 
@@ -361,7 +361,7 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
     """Base vs adapted on every benchmark of `settings` (same items, same seeds) plus the perplexity proxy.
 
     `adapted`: a peft adapter folder, a full model folder, or an in-memory (peft) model.
-    Progress goes through runners.progress (compare's display, or the one `adapt forget` installs).
+    Progress goes through base.progress (compare's display, or the one `adapt forget` installs).
     Returns the RunResult.forgetting dict: {"benchmarks": {name: {base, adapted, delta, ci_low, ci_high, n,
     dropped, metric}}, "retained", "perplexity": {base, adapted, ratio} | None, "limit"}.
     """
@@ -421,8 +421,8 @@ def forget_command(adapted: Path, base: str, benchmarks: list[str], limit: int |
     """Forgetting alone, outside a compare: prints the table, optionally writes the JSON."""
     from pydantic import ValidationError
 
-    from advisor.plan import resolve_device
-    from runners.result import write_json_atomic
+    from base.plan import resolve_device
+    from base.io import write_json_atomic
 
     try:
         settings = ForgettingSettings(benchmarks=benchmarks or ForgettingSettings().benchmarks, limit=limit)

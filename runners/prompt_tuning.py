@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.plan import PromptTuningSettings, RunSpec
-from runners.result import RunResult
+from base.plan import PromptTuningSettings, RunSpec
+from base.results import RunResult
 from runners.training import run_training
 
 

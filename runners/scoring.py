@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from advisor.plan import TaskSpec
-from runners.data import Example
+from base.plan import TaskSpec
+from base.data import Example
 
 LATENCY_SAMPLE = 12  # queries timed one at a time (batch 1) for honest per-query latency
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from advisor.plan import SETTINGS_BY_STRATEGY, load_plan
-from advisor.strategies import DESCRIPTIONS, Strategy
+from base.plan import SETTINGS_BY_STRATEGY, load_plan
+from base.registry import DESCRIPTIONS, Strategy
 from runners import RUNNERS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

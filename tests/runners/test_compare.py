@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 import runners
-from advisor.cli import app
-from advisor.plan import load_plan, run_specs
+from cli.app import app
+from base.plan import load_plan, run_specs
 from runners.compare import compare
-from runners.result import ResultStore, RunStatus
+from base.results import ResultStore, RunStatus
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from runners.models import EMBEDDED, list_models, load_model, model_digest, resolve_model_path
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.plan import TaskSpec
-from runners.data import Example
+from base.plan import TaskSpec
+from base.data import Example
 from runners.scoring import (bootstrap_ci, choice_logprobs, evaluate, exact_match, macro_f1, match_label,
                              normalize_answer, stop_text, token_f1)
 
