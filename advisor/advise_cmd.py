@@ -13,14 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from advisor.engine import Recommendation, recommend, rerank
-from base.errors import AdaptError
 from advisor.hardware import GPUS
 from advisor.questions import QUESTIONS, Answers, Question, apply_sets, display, load_answers, parse_value
+from advisor.rules import describe
+from base.errors import AdaptError
 from base.results import load_runs
-from base.registry import DESCRIPTIONS, Strategy
-
-COMBINATIONS = {"rag+lora": "retrieval for the facts + LoRA for the behaviour",
-                "cpt+lora": "continued pre-training on the corpus, then LoRA on the labels"}
 
 
 def advise_command(answers: Path | None, sets: list[str], results: Path | None, plan_out: Path,
@@ -102,10 +99,6 @@ def ask(answers: Answers, console: Console) -> Answers:
 
 
 # --- output ----------------------------------------------------------------------------------------------
-
-
-def describe(strategy: str) -> str:
-    return COMBINATIONS.get(strategy) or DESCRIPTIONS[Strategy(strategy)]
 
 
 def human_time(hours: float) -> str:

@@ -12,7 +12,8 @@ import yaml
 from advisor import estimate as est
 from advisor.hardware import GPUS, Device, local_cpu
 from advisor.questions import QUESTIONS, Answers
-from advisor.rules import OUT, PRIOR, RULES, STRATEGIES, SUPERVISED, contradictions
+from advisor.rules import OUT, RULES, contradictions, prior, strategies
+from base import registry
 
 DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
 TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
@@ -61,13 +62,14 @@ class Recommendation:
 
 def score(answers: Answers) -> tuple[dict[str, float], list[FiredRule], dict[str, list[str]]]:
     """Apply every rule in table order: scores add up, OUT is final."""
-    scores = dict(PRIOR)
+    scores = prior()
     fired, ruled_out = [], {}
     for rule in RULES:
         if not rule.when(answers):
             continue
-        fired.append(FiredRule(rule.id, rule.because, {s: (OUT if v == OUT else f"{v:+g}") for s, v in rule.effect.items()}))
-        for strategy, effect in rule.effect.items():
+        effects = rule.effect
+        fired.append(FiredRule(rule.id, rule.because, {s: (OUT if v == OUT else f"{v:+g}") for s, v in effects.items()}))
+        for strategy, effect in effects.items():
             if effect == OUT:
                 ruled_out.setdefault(strategy, []).append(f"{rule.id}: {rule.because}")
             else:
@@ -114,19 +116,15 @@ def few_shot_k(answers: Answers) -> int:
     return 2 if (answers.context_window or 4096) < 2048 else 4
 
 
-def trains(strategy: str) -> bool:
-    return any(part in est.ADAPTERS or part in est.FULL_WEIGHTS for part in strategy.split("+"))
-
-
 def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
     """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
     base = est.TrainSetup(seq_len=max_length_for(answers), batch=8, precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
     load, estimates, checkpointing = workload(answers), {}, {}
-    for strategy in STRATEGIES:
+    for strategy in strategies():
         estimate = est.estimate_strategy(strategy, shape, base, load, device, candidates)
-        if estimate.peak_memory_gib > device.memory_gib * 0.95 and trains(strategy):
+        if estimate.peak_memory_gib > device.memory_gib * 0.95 and est.trains(strategy):
             saved = est.estimate_strategy(strategy, shape, replace(base, grad_checkpointing=True), load, device, candidates)
             if saved.peak_memory_gib < estimate.peak_memory_gib:
                 estimate, checkpointing[strategy] = saved, True
@@ -141,13 +139,13 @@ def recommend(answers: Answers) -> Recommendation:
     device = training_device(answers)
     estimates, checkpointing = estimate_all(answers, shape, device)
     for strategy, estimate in estimates.items():
-        if strategy in ruled_out or not trains(strategy) or answers.gpu is None:
+        if strategy in ruled_out or not est.trains(strategy) or answers.gpu is None:
             continue
         if estimate.peak_memory_gib > device.memory_gib * 0.95:
             because = f"needs ~{estimate.peak_memory_gib:.1f} GiB to train, {device.name} has {device.memory_gib:g} GiB"
             ruled_out[strategy] = [f"hardware_fit: {because}"]
             fired.append(FiredRule("hardware_fit", because, {strategy: OUT}))
-    ranking = sorted(((s, round(scores[s], 2)) for s in STRATEGIES if s not in ruled_out), key=lambda item: -item[1])
+    ranking = sorted(((s, round(scores[s], 2)) for s in strategies() if s not in ruled_out), key=lambda item: -item[1])
     warnings += _unanswered(answers) + _budget_warnings(budget_hours(answers, device), estimates, ranking)
     plan = build_plan(answers, ranking, estimates, checkpointing, device, warnings)
     return Recommendation(answers, ranking, fired, ruled_out, warnings, estimates,
@@ -197,26 +195,28 @@ def plan_strategies(ranking: list[tuple[str, float]]) -> list[str]:
 
 def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEstimate, checkpointing: bool,
                       budget: float | None) -> dict:
-    """Sensible settings per strategy, sized from the answers (rank from data size, steps from the budget in hours)."""
+    """Sensible settings per strategy, sized from the answers (rank from data size, steps from the budget in hours);
+    what is sized follows the strategy's estimate kind, so a registered strategy gets the settings of its kind."""
     n_examples = answers.labelled_examples or 0
-    if strategy == "few_shot":
+    entry = registry.get(strategy)
+    if entry.estimate == "demos":
         return {"strategy": strategy, "k": few_shot_k(answers)}
-    if strategy == "rag":
+    if entry.estimate == "passages":
         return {"strategy": strategy, "top_k": 2 if (answers.context_window or 4096) < 2048 else 3}
-    if strategy == "zero_shot":
+    if not entry.trains:
         return {"strategy": strategy}
     settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers), "batch_size": 8}
-    if strategy in ("lora", "qlora"):
-        rank = 16 if n_examples >= 2000 else 8
+    if entry.estimate in ("lora", "qlora"):
+        rank = 2 * est.TrainSetup.r if n_examples >= 2000 else est.TrainSetup.r
         settings.update(r=rank, alpha=2 * rank)
-    if strategy == "cpt":
+    if "corpus" in entry.needs:  # continued pre-training: one pass over the corpus, longer rows
         settings.update(epochs=1.0, max_length=512)
     if checkpointing:
         settings["grad_checkpointing"] = True
     if budget is not None and estimate.train_hours > budget:
         tokens_per_step = settings["max_length"] * settings["batch_size"]
         load = workload(answers)
-        total_steps = (load.corpus_tokens if strategy == "cpt" else load.train_tokens) / tokens_per_step
+        total_steps = (load.corpus_tokens if "corpus" in entry.needs else load.train_tokens) / tokens_per_step
         settings["max_steps"] = max(1, math.floor(total_steps * budget / estimate.train_hours))
     return settings
 
@@ -230,12 +230,13 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
         warnings.append("task_type unknown: the plan assumes classification.")
     if answers.eval is None:
         warnings.append("No eval file given: the plan points at data/eval.jsonl — edit it before `adapt compare`.")
-    strategies = plan_strategies(ranking)
-    if any(s in SUPERVISED or s == "few_shot" for s in strategies):
+    chosen = plan_strategies(ranking)
+    needs = {need for s in chosen for need in registry.get(s).needs}
+    if "train" in needs:
         task["train"] = answers.train or "data/train.jsonl"
         if answers.train is None:
             warnings.append("No train file given: the plan points at data/train.jsonl — edit it.")
-    if any(s in ("rag", "cpt") for s in strategies):
+    if "corpus" in needs:
         task["corpus"] = answers.corpus or "data/corpus.jsonl"
         if answers.corpus is None:
             warnings.append("No corpus path given: the plan points at data/corpus.jsonl — edit it.")
@@ -245,8 +246,8 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
         "output_dir": f"results/{answers.task_name}",
         "tasks": [task],
         "strategies": [strategy_settings(s, answers, estimates[s], checkpointing.get(s, False), budget_hours(answers, device))
-                       for s in strategies],
-        "forgetting": {"enabled": any(s not in ("zero_shot", "few_shot", "rag") for s in strategies), "limit": 50},
+                       for s in chosen],
+        "forgetting": {"enabled": any(registry.get(s).changes_weights for s in chosen), "limit": 50},
         "cost": {"gpu_hour_usd" if device.is_gpu else "cpu_hour_usd": round(device.usd_per_hour, 4),
                  "usd_per_1m_input_tokens": workload(answers).usd_per_1m_input_tokens},
     }

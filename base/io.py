@@ -57,10 +57,16 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     write_atomic(path, dump)
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of one file, streamed (hashlib.file_digest)."""
+def hash_file(path: Path, digest: Any = None) -> Any:
+    """Feed a file's bytes into `digest` (a new sha256 when None) with hashlib.file_digest; returns the digest."""
+    running = digest if digest is not None else hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        return hashlib.file_digest(handle, lambda: running)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of one file's bytes, as hex."""
+    return hash_file(path).hexdigest()
 
 
 def pip_download(requirement: str, into: Path, *, no_deps: bool = True, hint: str | None = None) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from base.registry import Strategy
+from base import registry
 from base.results import RunResult, load_runs
 
 # Which way is better for each numeric column of the frame.
@@ -37,8 +37,6 @@ DIRECTIONS: dict[str, str] = {
 COST_KEYS = ("train_time_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "trainable_params", "total_params",
              "adapter_size_mb", "latency_p50_s", "latency_p95_s", "prompt_tokens_per_query",
              "completion_tokens_per_query", "usd_train", "usd_per_1m_queries")
-
-STRATEGY_ORDER = {strategy.value: index for index, strategy in enumerate(Strategy)}
 
 
 def load_results(results_dir: str | Path) -> pd.DataFrame:
@@ -106,8 +104,8 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "cost_usd": _sum_if_any(cost["usd_train"], cost["usd_per_1m_queries"]),
         **_forgetting_columns(run.forgetting or {}),
         # an unknown kind may change weights: never claim its general ability is untouched
-        "changes_weights": run.strategy not in STRATEGY_ORDER or Strategy(run.strategy).changes_weights,
-        "strategy_order": STRATEGY_ORDER.get(run.strategy, len(STRATEGY_ORDER)),
+        "changes_weights": not registry.known(run.strategy) or registry.get(run.strategy).changes_weights,
+        "strategy_order": registry.order(run.strategy),
         "seed": run.seed,
         "model": run.model,
         "config_hash": run.config_hash,

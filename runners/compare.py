@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
+from base import registry
 from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
@@ -78,9 +79,7 @@ def release_memory() -> None:
 
 def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None:
     """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run."""
-    from base.registry import Strategy
-
-    if not (spec.forgetting.enabled and result.status is RunStatus.ok and Strategy(spec.strategy.strategy).changes_weights):
+    if not (spec.forgetting.enabled and result.status is RunStatus.ok and registry.get(spec.strategy.strategy).changes_weights):
         return
     adapted = spec.run_dir / "model"
     if not adapted.exists():
