@@ -14,6 +14,7 @@ from advisor.hardware import GPUS, Device, local_cpu
 from advisor.questions import QUESTIONS, Answers
 from advisor.rules import OUT, RULES, contradictions, prior, strategies
 from base import registry
+from base.judge import candidates, judge
 
 DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
 TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
@@ -262,44 +263,31 @@ def _ordinal(rank: int) -> str:
     return f"{rank}{'tsnrhtdd'[(rank // 10 % 10 != 1) * (rank % 10 < 4) * rank % 10::4]}"
 
 
-def measured_summary(results) -> list[dict]:
-    """One row per strategy label: mean primary metric over tasks, cost, retained general ability."""
-    rows: dict[str, dict] = {}
-    for result in results:
-        if result.status.value != "ok" or result.primary_metric not in result.metrics:
-            continue
-        row = rows.setdefault(result.label, {"label": result.label, "strategy": result.strategy, "metric": result.primary_metric,
-                                             "values": [], "usd_per_1m_queries": result.cost.get("usd_per_1m_queries"),
-                                             "retained": (result.forgetting or {}).get("retained")})
-        row["values"].append(float(result.metrics[result.primary_metric]))
-    for row in rows.values():
-        values = row.pop("values")
-        row["value"] = sum(values) / len(values)
-    return list(rows.values())
-
-
 def rerank(recommendation: Recommendation, results) -> Recommendation:
-    """Measured strategies first, best measured first (forgetting penalised by the answers' tolerance);
+    """Measured strategies first, in the order the judge (base.judge, the same one the report uses) ranks them;
     unmeasured ones keep their prior order after them. Says where measurement overturned the prior."""
-    rows = measured_summary(results)
-    if not rows:
+    verdict = judge(candidates(results), recommendation.answers.forgetting_tolerance)
+    if verdict is None:
         recommendation.warnings.append("The results directory holds no successful runs: ranking unchanged.")
         return recommendation
-    weight = {"low": 1.0, "medium": 0.5, "high": 0.0}.get(recommendation.answers.forgetting_tolerance or "medium", 0.5)
-    for row in rows:
-        lost = 1 - row["retained"] if row["retained"] is not None else 0.0
-        row["utility"] = round(row["value"] - weight * max(lost, 0.0), 4)
-    rows.sort(key=lambda r: -r["utility"])
+    rows = [{"label": c.label, "strategy": c.strategy, "metric": c.metric, "usd_per_1m_queries": c.usd_per_1m_queries,
+             "retained": c.retained, "value": c.score, "utility": round(verdict.utility(c), 4)} for c in verdict.ranked]
     prior_rank = {s: i for i, (s, _) in enumerate(recommendation.ranking)}
-    prior_order = sorted(rows, key=lambda r: prior_rank.get(r["strategy"], len(prior_rank)))
-    best, expected = rows[0], prior_order[0]
+    best = verdict.pick
+    expected = min(verdict.ranked, key=lambda c: prior_rank.get(c.strategy, len(prior_rank)))
     overturned = []
     if expected is not best:
-        rank = prior_rank.get(expected["strategy"], len(prior_rank)) + 1
-        overturned.append(f"{expected['label']} was ranked {_ordinal(rank)} but measured {expected['metric']} "
-                          f"{expected['value']:.2f} < {best['label']} {best['value']:.2f}")
-    measured_kinds = [r["strategy"] for r in rows]
+        rank = _ordinal(prior_rank.get(expected.strategy, len(prior_rank)) + 1)
+        if expected.score < best.score:
+            overturned.append(f"{expected.label} was ranked {rank} but measured {expected.metric} "
+                              f"{expected.score:.2f} < {best.label} {best.score:.2f}")
+        else:
+            why = ("scores within the best run's 95% interval at lower cost" if verdict.cheaper_within_ci
+                   else "loses less general ability")
+            overturned.append(f"{expected.label} was ranked {rank} and measured {expected.metric} {expected.score:.2f}, "
+                              f"but {best.label} ({best.score:.2f}) {why}")
+    measured_kinds = [c.strategy for c in verdict.ranked]
     scores = dict(recommendation.ranking)
-    ranking = [(r["strategy"], scores.get(r["strategy"], 0.0)) for r in rows if r["strategy"] in scores]
+    ranking = [(c.strategy, scores.get(c.strategy, 0.0)) for c in verdict.ranked if c.strategy in scores]
     ranking = list(dict(ranking).items()) + [(s, v) for s, v in recommendation.ranking if s not in measured_kinds]
     return replace(recommendation, ranking=ranking, measured=rows, overturned=overturned)

@@ -360,7 +360,8 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Report:
     advice = read_optional_json(results_dir / "advice.json")
     compare = read_optional_json(results_dir / "compare.json")
     tasks = list(dict.fromkeys(frame["task"]))
-    sections = [Section("Recommendation", [Callout(recommend(frame, task).sentences) for task in tasks])]
+    tolerance = ((advice or {}).get("answers") or {}).get("forgetting_tolerance")  # as `adapt advise` was told
+    sections = [Section("Recommendation", [Callout(recommend(frame, task, tolerance).sentences) for task in tasks])]
     sections += [task_section(task, frame, runs, results_dir, colours) for task in tasks]
     failures = failed_table(frame)
     if failures:
