@@ -148,14 +148,10 @@ def prompts_for(tokenizer: Any, spec: RunSpec, data: TaskData, examples: Sequenc
 
 
 def seed_everything(seed: int) -> None:
-    import random
+    """Python, numpy and torch (CPU and every GPU) seeded at once."""
+    from transformers import set_seed
 
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    set_seed(seed)
 
 
 def score(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str]) -> tuple[Evaluation, float]:

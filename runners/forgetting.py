@@ -27,6 +27,7 @@ from base.errors import AdaptError
 from base.plan import ForgettingSettings
 from base.progress import bar, showing
 from runners.scoring import inference_mode
+from runners.stats import paired_bootstrap_ci
 
 TASKS_DIR = paths.CONFIGS_DIR / "tasks"
 TASK_TEMPLATE = "_adaptlab_mc.yaml"  # shared shape, included by every benchmark YAML
@@ -60,18 +61,7 @@ def default_cache_dir() -> Path:
 def paired_bootstrap(base: Sequence[float], adapted: Sequence[float], iters: int = BOOTSTRAP_ITERS,
                      seed: int = 0) -> tuple[float, float]:
     """95% interval of mean(adapted) - mean(base), resampling items with the same indices for both models."""
-    base_arr, adapted_arr = np.asarray(base, dtype=float), np.asarray(adapted, dtype=float)
-    if base_arr.shape != adapted_arr.shape or base_arr.size == 0:
-        raise ValueError(f"paired bootstrap needs two equal, non-empty vectors, got {base_arr.size} and {adapted_arr.size}")
-    diff = adapted_arr - base_arr
-    rng = np.random.default_rng(seed)
-    deltas = []
-    chunk = max(1, 2_000_000 // diff.size)  # bound memory on full-size benchmarks
-    for start in range(0, iters, chunk):
-        indices = rng.integers(0, diff.size, size=(min(chunk, iters - start), diff.size))
-        deltas.append(diff[indices].mean(axis=1))
-    low, high = np.percentile(np.concatenate(deltas), [2.5, 97.5])
-    return float(low), float(high)
+    return paired_bootstrap_ci(base, adapted, resamples=iters, seed=seed)
 
 
 def compare_items(base: "ItemScores", adapted: "ItemScores") -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from base.plan import TaskSpec
 from base.data import Example
+from runners.stats import bootstrap_ci
 
 LATENCY_SAMPLE = 12  # queries timed one at a time (batch 1) for honest per-query latency
 
@@ -82,26 +83,6 @@ def macro_f1(predicted: Sequence[str | None], gold: Sequence[str], labels: Seque
         fn = sum(p != label and g == label for p, g in zip(predicted, gold))
         scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return sum(scores) / len(scores) if scores else 0.0
-
-
-def bootstrap_ci(
-    per_item: Sequence[Any], statistic: Callable[[list[int]], float] | None = None, *, resamples: int = 1000,
-    seed: int = 0, level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap over items; `statistic` takes resampled indices (default: mean of per_item)."""
-    import numpy as np
-
-    n = len(per_item)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    values = np.asarray(per_item, dtype=float) if statistic is None else None
-    stats = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        stats.append(float(values[idx].mean()) if values is not None else statistic(idx.tolist()))
-    alpha = (1 - level) / 2
-    return (float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
 
 
 def classification_metrics(predicted: list[str | None], gold: list[str], labels: list[str], seed: int = 0) -> dict[str, Any]:
