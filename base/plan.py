@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -91,7 +91,18 @@ class TrainSettings(_StrategyBase):
     eval_fraction: float = Field(default=0.1, ge=0, lt=1)  # train examples held out for eval loss
 
 
-class LoraSettings(TrainSettings):
+class PeftSettings(TrainSettings):
+    """Settings of a peft method: `peft_config` names its peft config class and `peft_fields` maps our field names
+    onto that class's (runners.adapters builds the config; a test checks every name against peft)."""
+
+    peft_config: ClassVar[str]
+    peft_fields: ClassVar[dict[str, str]]
+
+
+class LoraSettings(PeftSettings):
+    peft_config: ClassVar[str] = "LoraConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+                                             "target_modules": "target_modules"}
     strategy: Literal["lora"] = "lora"
     r: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
@@ -105,14 +116,18 @@ class QLoraSettings(LoraSettings):
     double_quant: bool = True
 
 
-class IA3Settings(TrainSettings):
+class IA3Settings(PeftSettings):
+    peft_config: ClassVar[str] = "IA3Config"
+    peft_fields: ClassVar[dict[str, str]] = {"target_modules": "target_modules", "feedforward_modules": "feedforward_modules"}
     strategy: Literal["ia3"] = "ia3"
     learning_rate: float = Field(default=3e-3, gt=0)
     target_modules: list[str] = ["k_proj", "v_proj", "down_proj"]
     feedforward_modules: list[str] = ["down_proj"]
 
 
-class PromptTuningSettings(TrainSettings):
+class PromptTuningSettings(PeftSettings):
+    peft_config: ClassVar[str] = "PromptTuningConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"num_virtual_tokens": "num_virtual_tokens"}
     strategy: Literal["prompt_tuning"] = "prompt_tuning"
     learning_rate: float = Field(default=3e-2, gt=0)
     num_virtual_tokens: int = Field(default=16, ge=1)
