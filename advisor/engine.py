@@ -14,7 +14,8 @@ from advisor.hardware import GPUS, Device, local_cpu
 from advisor.questions import QUESTIONS, Answers
 from advisor.rules import OUT, RULES, contradictions, prior, strategies
 from base import registry
-from base.judge import candidates, judge
+from base.judge import candidates as measured, judge
+from base.plan import LoraSettings
 
 DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
 TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
@@ -208,7 +209,7 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
         return {"strategy": strategy}
     settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers), "batch_size": 8}
     if entry.estimate in ("lora", "qlora"):
-        rank = 2 * est.TrainSetup.r if n_examples >= 2000 else est.TrainSetup.r
+        rank = LoraSettings.model_fields["r"].default * (2 if n_examples >= 2000 else 1)
         settings.update(r=rank, alpha=2 * rank)
     if "corpus" in entry.needs:  # continued pre-training: one pass over the corpus, longer rows
         settings.update(epochs=1.0, max_length=512)
@@ -266,7 +267,7 @@ def _ordinal(rank: int) -> str:
 def rerank(recommendation: Recommendation, results) -> Recommendation:
     """Measured strategies first, in the order the judge (base.judge, the same one the report uses) ranks them;
     unmeasured ones keep their prior order after them. Says where measurement overturned the prior."""
-    verdict = judge(candidates(results), recommendation.answers.forgetting_tolerance)
+    verdict = judge(measured(results), recommendation.answers.forgetting_tolerance)
     if verdict is None:
         recommendation.warnings.append("The results directory holds no successful runs: ranking unchanged.")
         return recommendation
