@@ -224,7 +224,7 @@ def recommend(frame: pd.DataFrame, task: str, forgetting_tolerance: str | None =
         reason = (f"It has the best {best['primary_metric']} of the {len(scored)} strategies compared"
                   + (f"; the runner-up, {runner_up['label']}, scores {runner_up['score']:.3f}." if runner_up is not None else "."))
         top = scored.loc[scored["score"].idxmax()]
-        if top["label"] != best["label"]:
+        if top["score"] > best["score"]:  # the pick's lost general ability outweighed a higher score
             reason = (f"{top['label']} scores higher ({top['score']:.3f}) but loses more general ability than the stated "
                       f"forgetting tolerance accepts.")
     else:

@@ -70,3 +70,12 @@ def test_unstated_tolerance_does_not_weigh_forgetting_but_a_stated_one_does():
     assert judge(found).pick.label == "full_ft"
     assert judge(found, "medium").pick.label == "lora"  # .80 - .5 x .30 = .65 < .76 - .5 x .01
     assert judge([]) is None
+
+
+def test_a_tie_on_score_is_not_called_forgetting(tmp_path):
+    """Equal scores: the cheaper run is the best one, and the headline says so without talk of forgetting."""
+    from reports.table import recommend, results_frame
+
+    runs = [run("zero_shot", .53, (.33, .70), (0, 8.58)), run("lora", .53, (.33, .70), (0, 8.24))]
+    pick = recommend(results_frame(runs), "sst2")
+    assert pick.label == "lora" and "runner-up, zero_shot, scores 0.530" in pick.sentences[1]
