@@ -29,9 +29,11 @@ browser:
 	sh tests/reports/setup_browser.sh || echo "chromium not installed: the browser test will be skipped"
 
 test: provision browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not integration"
 
 demo: provision

@@ -1,4 +1,5 @@
-"""adaptlab's front end: the CLI, the plan format and the advisor (decision engine, questionnaire, estimates).
+"""The advisor: questionnaire, rules (data), decision engine and cost estimates; `adapt advise` (advise_cmd).
 
-Nothing imported at package level may pull in torch: `adapt --help`, `advise` and `report` stay light.
+It stands on base alone (plan schema, strategy registry, results and the judge). Nothing imported at package
+level may pull in torch: `adapt advise` stays light.
 """

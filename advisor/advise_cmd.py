@@ -13,13 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from advisor.engine import Recommendation, recommend, rerank
-from advisor.errors import AdaptError
 from advisor.hardware import GPUS
 from advisor.questions import QUESTIONS, Answers, Question, apply_sets, display, load_answers, parse_value
-from advisor.strategies import DESCRIPTIONS, Strategy
-
-COMBINATIONS = {"rag+lora": "retrieval for the facts + LoRA for the behaviour",
-                "cpt+lora": "continued pre-training on the corpus, then LoRA on the labels"}
+from advisor.rules import describe
+from base.errors import AdaptError
+from base.results import load_runs
 
 
 def advise_command(answers: Path | None, sets: list[str], results: Path | None, plan_out: Path,
@@ -42,20 +40,15 @@ def advise_command(answers: Path | None, sets: list[str], results: Path | None, 
 
 
 def load_results(results: Path) -> list:
-    from runners.result import ResultStore  # no torch at module level
-
     if not Path(results).is_dir():
         raise AdaptError("results directory not found", file=results, hint="pass the --output folder of `adapt compare`")
-    try:
-        return ResultStore(results).all()
-    except (ValueError, KeyError, TypeError) as error:
-        raise AdaptError(f"a run JSON could not be read: {error}", file=Path(results) / "runs") from None
+    return load_runs(results)
 
 
 def write_plan(text: str, plan_out: Path) -> None:
     """Validate with compare's own parser first, then write atomically."""
-    from advisor.plan import parse_plan
-    from runners.result import write_text_atomic
+    from base.plan import parse_plan
+    from base.io import write_text_atomic
 
     parse_plan(text, source=str(plan_out), base_dir=Path(plan_out).resolve().parent)
     write_text_atomic(Path(plan_out), text)
@@ -63,7 +56,7 @@ def write_plan(text: str, plan_out: Path) -> None:
 
 def write_advice(recommendation: Recommendation, plan_out: Path) -> None:
     """The reasoning beside the plan (PLAN.advice.json): `compare` copies it into its results for the report."""
-    from runners.result import write_json_atomic
+    from base.io import write_json_atomic
 
     write_json_atomic(Path(plan_out).with_suffix(".advice.json"), recommendation.to_dict())
 
@@ -106,10 +99,6 @@ def ask(answers: Answers, console: Console) -> Answers:
 
 
 # --- output ----------------------------------------------------------------------------------------------
-
-
-def describe(strategy: str) -> str:
-    return COMBINATIONS.get(strategy) or DESCRIPTIONS[Strategy(strategy)]
 
 
 def human_time(hours: float) -> str:

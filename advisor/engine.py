@@ -12,7 +12,10 @@ import yaml
 from advisor import estimate as est
 from advisor.hardware import GPUS, Device, local_cpu
 from advisor.questions import QUESTIONS, Answers
-from advisor.rules import OUT, PRIOR, RULES, STRATEGIES, SUPERVISED, contradictions
+from advisor.rules import OUT, RULES, contradictions, prior, strategies
+from base import registry
+from base.judge import candidates as measured, judge
+from base.plan import LoraSettings
 
 DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
 TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
@@ -61,13 +64,14 @@ class Recommendation:
 
 def score(answers: Answers) -> tuple[dict[str, float], list[FiredRule], dict[str, list[str]]]:
     """Apply every rule in table order: scores add up, OUT is final."""
-    scores = dict(PRIOR)
+    scores = prior()
     fired, ruled_out = [], {}
     for rule in RULES:
         if not rule.when(answers):
             continue
-        fired.append(FiredRule(rule.id, rule.because, {s: (OUT if v == OUT else f"{v:+g}") for s, v in rule.effect.items()}))
-        for strategy, effect in rule.effect.items():
+        effects = rule.effect
+        fired.append(FiredRule(rule.id, rule.because, {s: (OUT if v == OUT else f"{v:+g}") for s, v in effects.items()}))
+        for strategy, effect in effects.items():
             if effect == OUT:
                 ruled_out.setdefault(strategy, []).append(f"{rule.id}: {rule.because}")
             else:
@@ -114,19 +118,15 @@ def few_shot_k(answers: Answers) -> int:
     return 2 if (answers.context_window or 4096) < 2048 else 4
 
 
-def trains(strategy: str) -> bool:
-    return any(part in est.ADAPTERS or part in est.FULL_WEIGHTS for part in strategy.split("+"))
-
-
 def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
     """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
     base = est.TrainSetup(seq_len=max_length_for(answers), batch=8, precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
     load, estimates, checkpointing = workload(answers), {}, {}
-    for strategy in STRATEGIES:
+    for strategy in strategies():
         estimate = est.estimate_strategy(strategy, shape, base, load, device, candidates)
-        if estimate.peak_memory_gib > device.memory_gib * 0.95 and trains(strategy):
+        if estimate.peak_memory_gib > device.memory_gib * 0.95 and est.trains(strategy):
             saved = est.estimate_strategy(strategy, shape, replace(base, grad_checkpointing=True), load, device, candidates)
             if saved.peak_memory_gib < estimate.peak_memory_gib:
                 estimate, checkpointing[strategy] = saved, True
@@ -141,13 +141,13 @@ def recommend(answers: Answers) -> Recommendation:
     device = training_device(answers)
     estimates, checkpointing = estimate_all(answers, shape, device)
     for strategy, estimate in estimates.items():
-        if strategy in ruled_out or not trains(strategy) or answers.gpu is None:
+        if strategy in ruled_out or not est.trains(strategy) or answers.gpu is None:
             continue
         if estimate.peak_memory_gib > device.memory_gib * 0.95:
             because = f"needs ~{estimate.peak_memory_gib:.1f} GiB to train, {device.name} has {device.memory_gib:g} GiB"
             ruled_out[strategy] = [f"hardware_fit: {because}"]
             fired.append(FiredRule("hardware_fit", because, {strategy: OUT}))
-    ranking = sorted(((s, round(scores[s], 2)) for s in STRATEGIES if s not in ruled_out), key=lambda item: -item[1])
+    ranking = sorted(((s, round(scores[s], 2)) for s in strategies() if s not in ruled_out), key=lambda item: -item[1])
     warnings += _unanswered(answers) + _budget_warnings(budget_hours(answers, device), estimates, ranking)
     plan = build_plan(answers, ranking, estimates, checkpointing, device, warnings)
     return Recommendation(answers, ranking, fired, ruled_out, warnings, estimates,
@@ -197,26 +197,28 @@ def plan_strategies(ranking: list[tuple[str, float]]) -> list[str]:
 
 def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEstimate, checkpointing: bool,
                       budget: float | None) -> dict:
-    """Sensible settings per strategy, sized from the answers (rank from data size, steps from the budget in hours)."""
+    """Sensible settings per strategy, sized from the answers (rank from data size, steps from the budget in hours);
+    what is sized follows the strategy's estimate kind, so a registered strategy gets the settings of its kind."""
     n_examples = answers.labelled_examples or 0
-    if strategy == "few_shot":
+    entry = registry.get(strategy)
+    if entry.estimate == "demos":
         return {"strategy": strategy, "k": few_shot_k(answers)}
-    if strategy == "rag":
+    if entry.estimate == "passages":
         return {"strategy": strategy, "top_k": 2 if (answers.context_window or 4096) < 2048 else 3}
-    if strategy == "zero_shot":
+    if not entry.trains:
         return {"strategy": strategy}
     settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers), "batch_size": 8}
-    if strategy in ("lora", "qlora"):
-        rank = 16 if n_examples >= 2000 else 8
+    if entry.estimate in ("lora", "qlora"):
+        rank = LoraSettings.model_fields["r"].default * (2 if n_examples >= 2000 else 1)
         settings.update(r=rank, alpha=2 * rank)
-    if strategy == "cpt":
+    if "corpus" in entry.needs:  # continued pre-training: one pass over the corpus, longer rows
         settings.update(epochs=1.0, max_length=512)
     if checkpointing:
         settings["grad_checkpointing"] = True
     if budget is not None and estimate.train_hours > budget:
         tokens_per_step = settings["max_length"] * settings["batch_size"]
         load = workload(answers)
-        total_steps = (load.corpus_tokens if strategy == "cpt" else load.train_tokens) / tokens_per_step
+        total_steps = (load.corpus_tokens if "corpus" in entry.needs else load.train_tokens) / tokens_per_step
         settings["max_steps"] = max(1, math.floor(total_steps * budget / estimate.train_hours))
     return settings
 
@@ -230,12 +232,13 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
         warnings.append("task_type unknown: the plan assumes classification.")
     if answers.eval is None:
         warnings.append("No eval file given: the plan points at data/eval.jsonl — edit it before `adapt compare`.")
-    strategies = plan_strategies(ranking)
-    if any(s in SUPERVISED or s == "few_shot" for s in strategies):
+    chosen = plan_strategies(ranking)
+    needs = {need for s in chosen for need in registry.get(s).needs}
+    if "train" in needs:
         task["train"] = answers.train or "data/train.jsonl"
         if answers.train is None:
             warnings.append("No train file given: the plan points at data/train.jsonl — edit it.")
-    if any(s in ("rag", "cpt") for s in strategies):
+    if "corpus" in needs:
         task["corpus"] = answers.corpus or "data/corpus.jsonl"
         if answers.corpus is None:
             warnings.append("No corpus path given: the plan points at data/corpus.jsonl — edit it.")
@@ -245,8 +248,8 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
         "output_dir": f"results/{answers.task_name}",
         "tasks": [task],
         "strategies": [strategy_settings(s, answers, estimates[s], checkpointing.get(s, False), budget_hours(answers, device))
-                       for s in strategies],
-        "forgetting": {"enabled": any(s not in ("zero_shot", "few_shot", "rag") for s in strategies), "limit": 50},
+                       for s in chosen],
+        "forgetting": {"enabled": any(registry.get(s).changes_weights for s in chosen), "limit": 50},
         "cost": {"gpu_hour_usd" if device.is_gpu else "cpu_hour_usd": round(device.usd_per_hour, 4),
                  "usd_per_1m_input_tokens": workload(answers).usd_per_1m_input_tokens},
     }
@@ -261,27 +264,11 @@ def _ordinal(rank: int) -> str:
     return f"{rank}{'tsnrhtdd'[(rank // 10 % 10 != 1) * (rank % 10 < 4) * rank % 10::4]}"
 
 
-def measured_summary(results) -> list[dict]:
-    """One row per strategy label: mean primary metric over tasks, cost, retained general ability."""
-    rows: dict[str, dict] = {}
-    for result in results:
-        if result.status.value != "ok" or result.primary_metric not in result.metrics:
-            continue
-        row = rows.setdefault(result.label, {"label": result.label, "strategy": result.strategy, "metric": result.primary_metric,
-                                             "values": [], "usd_per_1m_queries": result.cost.get("usd_per_1m_queries"),
-                                             "retained": (result.forgetting or {}).get("retained")})
-        row["values"].append(float(result.metrics[result.primary_metric]))
-    for row in rows.values():
-        values = row.pop("values")
-        row["value"] = sum(values) / len(values)
-    return list(rows.values())
-
-
 def rerank(recommendation: Recommendation, results) -> Recommendation:
-    """Measured strategies first, best measured first (forgetting penalised by the answers' tolerance);
+    """Measured strategies first, in the order the judge (base.judge, the same one the report uses) ranks them;
     unmeasured ones keep their prior order after them. Says where measurement overturned the prior."""
-    rows = measured_summary(results)
-    if not rows:
+    verdict = judge(measured(results), recommendation.answers.forgetting_tolerance)
+    if verdict is None:
         recommendation.warnings.append("The results directory holds no successful runs: ranking unchanged.")
         return recommendation
     modes = {(r.task, r.scoring) for r in results if r.status.value == "ok"}
@@ -289,21 +276,24 @@ def rerank(recommendation: Recommendation, results) -> Recommendation:
     if mixed:
         recommendation.warnings.append(f"Runs of {', '.join(mixed)} were scored in different ways (rank and generate), "
                                        "so their scores are not comparable: re-run the older ones with `adapt compare`.")
-    weight = {"low": 1.0, "medium": 0.5, "high": 0.0}.get(recommendation.answers.forgetting_tolerance or "medium", 0.5)
-    for row in rows:
-        lost = 1 - row["retained"] if row["retained"] is not None else 0.0
-        row["utility"] = round(row["value"] - weight * max(lost, 0.0), 4)
-    rows.sort(key=lambda r: -r["utility"])
+    rows = [{"label": c.label, "strategy": c.strategy, "metric": c.metric, "usd_per_1m_queries": c.usd_per_1m_queries,
+             "retained": c.retained, "value": c.score, "utility": round(verdict.utility(c), 4)} for c in verdict.ranked]
     prior_rank = {s: i for i, (s, _) in enumerate(recommendation.ranking)}
-    prior_order = sorted(rows, key=lambda r: prior_rank.get(r["strategy"], len(prior_rank)))
-    best, expected = rows[0], prior_order[0]
+    best = verdict.pick
+    expected = min(verdict.ranked, key=lambda c: prior_rank.get(c.strategy, len(prior_rank)))
     overturned = []
     if expected is not best:
-        rank = prior_rank.get(expected["strategy"], len(prior_rank)) + 1
-        overturned.append(f"{expected['label']} was ranked {_ordinal(rank)} but measured {expected['metric']} "
-                          f"{expected['value']:.2f} < {best['label']} {best['value']:.2f}")
-    measured_kinds = [r["strategy"] for r in rows]
+        rank = _ordinal(prior_rank.get(expected.strategy, len(prior_rank)) + 1)
+        if expected.score < best.score:
+            overturned.append(f"{expected.label} was ranked {rank} but measured {expected.metric} "
+                              f"{expected.score:.2f} < {best.label} {best.score:.2f}")
+        else:
+            why = ("scores within the best run's 95% interval at lower cost" if verdict.cheaper_within_ci
+                   else "loses less general ability")
+            overturned.append(f"{expected.label} was ranked {rank} and measured {expected.metric} {expected.score:.2f}, "
+                              f"but {best.label} ({best.score:.2f}) {why}")
+    measured_kinds = [c.strategy for c in verdict.ranked]
     scores = dict(recommendation.ranking)
-    ranking = [(r["strategy"], scores.get(r["strategy"], 0.0)) for r in rows if r["strategy"] in scores]
+    ranking = [(c.strategy, scores.get(c.strategy, 0.0)) for c in verdict.ranked if c.strategy in scores]
     ranking = list(dict(ranking).items()) + [(s, v) for s, v in recommendation.ranking if s not in measured_kinds]
     return replace(recommendation, ranking=ranking, measured=rows, overturned=overturned)

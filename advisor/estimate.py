@@ -3,7 +3,10 @@
 Memory = weights + what training keeps per trainable parameter (grads, AdamW moments) + activations + logits.
 Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient checkpointing) / (peak x MFU).
 Queries pay for their extra prompt tokens (few-shot demos, retrieved passages); adapters pay none.
-Pure arithmetic, no torch: `adapt advise` runs it before anything is downloaded.
+Pure arithmetic, no torch: `adapt advise` runs it before anything is downloaded. Which formula sizes a strategy
+is its registry entry's `estimate` kind (prompt, demos, passages, lora, qlora, ia3, soft_prompt, full), so a
+newly registered strategy is estimated like its kind; defaults (LoRA rank and targets, virtual tokens,
+double quantisation) are read from the settings classes rather than repeated here.
 """
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from advisor.hardware import GIB, Device
+from base import registry
+from base.plan import LoraSettings, PromptTuningSettings, QLoraSettings
 
-ADAPTERS = ("lora", "qlora", "ia3", "prompt_tuning")
-FULL_WEIGHTS = ("full_ft", "cpt")
 LOGIT_BYTES = 12  # per logit: the logits, their fp32 log-softmax and its gradient
 NF4_BYTES = 0.5 + 1 / 64  # 4-bit weights + absmax per 64-block, itself 8-bit with double quant
 NF4_BYTES_SINGLE_QUANT = 0.5 + 4 / 64
@@ -116,6 +119,23 @@ def model_shape(name_or_path: str) -> ModelShape:
                      hint=f"give a local folder with config.json, or one of: {', '.join(KNOWN_MODELS)}")
 
 
+# --- which formula ---------------------------------------------------------------------------------------
+
+
+def kind(strategy: str) -> str:
+    """The estimator formula of one registered strategy (not a combination)."""
+    return registry.get(strategy).estimate
+
+
+def trains(strategy: str) -> bool:
+    """Whether a strategy (or any part of a combination like rag+lora) runs training."""
+    return any(registry.get(part).trains for part in strategy.split("+"))
+
+
+def _default(settings: type, field_name: str):
+    return settings.model_fields[field_name].default
+
+
 # --- memory ----------------------------------------------------------------------------------------------
 
 
@@ -130,10 +150,10 @@ class TrainSetup:
     precision: str = "bf16"  # bf16 (weights and AdamW states in bf16) | mixed (fp32 master) | fp32 (CPU)
     optimizer: str = "adamw"  # adamw | adamw_8bit | paged_adamw_8bit (moments paged to host RAM)
     optimizer_in_backward: bool = False  # step each parameter as its gradient arrives: no full gradient set
-    r: int = 8
-    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    num_virtual_tokens: int = 16
-    double_quant: bool = True
+    r: int = _default(LoraSettings, "r")
+    targets: tuple[str, ...] = tuple(_default(LoraSettings, "target_modules"))
+    num_virtual_tokens: int = _default(PromptTuningSettings, "num_virtual_tokens")
+    double_quant: bool = _default(QLoraSettings, "double_quant")
     host: bool = False  # training on a CPU host (peak is RSS) rather than a GPU
 
     @property
@@ -164,25 +184,25 @@ class Memory:
 
 
 def trainable_params(shape: ModelShape, setup: TrainSetup) -> int:
-    strategy = setup.strategy
-    if strategy in FULL_WEIGHTS:
+    formula = kind(setup.strategy)
+    if formula == "full":
         return shape.params
-    if strategy in ("lora", "qlora"):
+    if formula in ("lora", "qlora"):
         dims = shape.linears()
         unknown = [t for t in setup.targets if t not in dims]
         if unknown:
             raise AdaptError(f"unknown LoRA target module(s) {unknown}", field="target_modules", hint=f"choose from {list(dims)}")
         return shape.layers * sum(setup.r * (dims[t][0] + dims[t][1]) for t in setup.targets)
-    if strategy == "ia3":  # scales k and v outputs and the down-projection input
+    if formula == "ia3":  # scales k and v outputs and the down-projection input
         return shape.layers * (2 * shape.kv_dim + shape.intermediate)
-    if strategy == "prompt_tuning":
+    if formula == "soft_prompt":
         return setup.num_virtual_tokens * shape.hidden
     return 0
 
 
 def weight_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     """Base weights: nf4 projections for QLoRA (embeddings and norms stay in compute precision)."""
-    if setup.strategy == "qlora":
+    if kind(setup.strategy) == "qlora":
         per_param = NF4_BYTES if setup.double_quant else NF4_BYTES_SINGLE_QUANT
         quantised = shape.layers * shape.layer_linear_params
         return quantised * per_param + (shape.params - quantised) * setup.compute_bytes
@@ -192,7 +212,7 @@ def weight_bytes(shape: ModelShape, setup: TrainSetup) -> float:
 def training_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     """Gradients and AdamW moments. Adapters are kept in fp32 by PEFT, so they cost 16 bytes each."""
     n = trainable_params(shape, setup)
-    if setup.strategy not in FULL_WEIGHTS:
+    if kind(setup.strategy) != "full":
         return n * 16.0
     moments = {"adamw": 2 * (4 if setup.precision in ("fp32", "mixed") else 2), "adamw_8bit": 2, "paged_adamw_8bit": 0}
     if setup.optimizer not in moments:
@@ -207,9 +227,9 @@ def activation_bytes_per_token_layer(shape: ModelShape, setup: TrainSetup) -> fl
     """What autograd keeps per token in one decoder layer (SDPA attention: no seq x seq score matrix)."""
     h, q, kv, i, a = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate, setup.compute_bytes
     kept = a * (4 * h + 3 * q + 3 * kv + 4 * i) + 8 * h  # residuals, q/k/v (+RoPE copies), MLP, fp32 norm inputs
-    if setup.strategy in ("lora", "qlora"):  # dropout on each adapter's input keeps a copy
+    if kind(setup.strategy) in ("lora", "qlora"):  # dropout on each adapter's input keeps a copy
         kept += a * sum(shape.linears()[t][0] for t in setup.targets)
-    if setup.strategy not in FULL_WEIGHTS and "down_proj" not in setup.targets:
+    if kind(setup.strategy) != "full" and "down_proj" not in setup.targets:
         kept -= a * i  # a frozen down-projection needs no copy of its input for a weight gradient
     return kept
 
@@ -243,7 +263,7 @@ def train_flops_per_token(shape: ModelShape, strategy: str, seq_len: int, grad_c
     """6N for full training (forward 2N, backward 4N); a frozen base skips weight gradients: 4N. +2N to recompute."""
     n = shape.compute_params
     attention = 6 * shape.layers * shape.q_dim * seq_len  # causal score and value matmuls, fwd + bwd
-    passes = 6 if strategy in FULL_WEIGHTS else 4
+    passes = 6 if kind(strategy) == "full" else 4
     if grad_checkpointing:
         passes += 2
     return passes * n + attention
@@ -255,7 +275,7 @@ QLORA_SLOWDOWN = 1.3  # dequantising nf4 weights on every matmul
 def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device) -> float:
     flops = tokens * train_flops_per_token(shape, setup.strategy, setup.seq_len, setup.grad_checkpointing)
     seconds = flops / device.train_flops_per_s
-    return seconds * (QLORA_SLOWDOWN if setup.strategy == "qlora" else 1.0)
+    return seconds * (QLORA_SLOWDOWN if kind(setup.strategy) == "qlora" else 1.0)
 
 
 def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> list[str]:
@@ -280,10 +300,11 @@ class Workload:
     def extra_prompt_tokens(self, strategy: str) -> int:
         """Tokens a query pays on top of the bare prompt: demos for ICL, passages for RAG, none for adapters."""
         extra = 0
-        if "few_shot" in strategy:
-            extra += self.few_shot_k * self.example_tokens
-        if "rag" in strategy:
-            extra += self.rag_top_k * self.chunk_tokens
+        for part in strategy.split("+"):
+            if kind(part) == "demos":
+                extra += self.few_shot_k * self.example_tokens
+            if kind(part) == "passages":
+                extra += self.rag_top_k * self.chunk_tokens
         return extra
 
     def usd_per_1m_queries(self, strategy: str) -> float:
@@ -311,7 +332,7 @@ def peak_memory(strategy: str, shape: ModelShape, setup: TrainSetup, workload: W
     """The heaviest part of a strategy (rag+lora: LoRA training outweighs serving with passages)."""
     peaks = []
     for part in strategy.split("+"):
-        if part in ADAPTERS or part in FULL_WEIGHTS:
+        if trains(part):
             peaks.append(training_memory(shape, replace(setup, strategy=part)))
         else:
             prompt = workload.query_tokens + workload.extra_prompt_tokens(part) + workload.output_tokens
@@ -326,8 +347,8 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
     seconds, trainable = 0.0, 0
     for part in strategy.split("+"):
         part_setup = replace(setup, strategy=part)
-        if part in ADAPTERS or part in FULL_WEIGHTS:
-            tokens = workload.corpus_tokens if part == "cpt" else workload.train_tokens
+        if trains(part):  # continued pre-training reads the corpus; the rest train on labelled examples
+            tokens = workload.corpus_tokens if "corpus" in registry.get(part).needs else workload.train_tokens
             seconds += train_seconds(shape, part_setup, tokens, device)
             trainable = max(trainable, trainable_params(shape, part_setup))
     peak = peak_memory(strategy, shape, setup, workload)

@@ -11,7 +11,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from advisor import paths
+from base import paths
+from base.io import write_json_atomic
 
 GIB = 1024**3
 
@@ -69,8 +70,6 @@ def cpu_gflops() -> float:
             return float(json.loads(cache.read_text())["cpu_gflops"])
         except (ValueError, KeyError, TypeError):
             pass  # a corrupt cache is simply measured again
-    from runners.result import write_json_atomic  # light module: json, tempfile
-
     gflops = measure_cpu_gflops()
     write_json_atomic(cache, {"cpu_gflops": gflops, "cpu_count": os.cpu_count()})
     return gflops

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from advisor.hardware import GPUS, find_gpu
 
 UNKNOWN = "unknown"
@@ -200,7 +200,7 @@ def apply_answer(answers: Answers, key: str, raw: Any, *, file: str | None = Non
 
 def load_answers(path: Path, base: Answers = Answers()) -> Answers:
     """Answers from YAML: a flat mapping of question keys; sections as nested mappings are flattened."""
-    from advisor.plan import _line_index
+    from base.plan import _line_index
 
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -1,30 +1,77 @@
 """The adaptation flowchart as data: an ordered table of rules, each a condition over the answers, its effect
 on every strategy's score (a number, or OUT to rule it out) and one line a stakeholder understands.
-Priors say what wins when nothing is known; contradictions are answers that cannot both hold.
+Priors say what wins when nothing is known (each strategy's registry entry holds its own); contradictions are
+answers that cannot both hold. Rules that speak of a kind of strategy ("needs a corpus", "trains on labels")
+read the registry, so a newly registered strategy is scored, ruled out and estimated like its kind.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 
 from advisor.questions import Answers
+from base import registry
 
 ZS, FS, RAG, LORA, QLORA, IA3, PT, FULL, CPT = (
     "zero_shot", "few_shot", "rag", "lora", "qlora", "ia3", "prompt_tuning", "full_ft", "cpt")
 RAG_LORA, CPT_LORA = "rag+lora", "cpt+lora"
-STRATEGIES = (ZS, FS, RAG, LORA, QLORA, IA3, PT, FULL, CPT, RAG_LORA, CPT_LORA)  # cheapest first: ties go left
-SUPERVISED = (LORA, QLORA, IA3, PT, FULL, RAG_LORA, CPT_LORA)
-NEEDS_CORPUS = (RAG, CPT, RAG_LORA, CPT_LORA)
 OUT = "out"
-PRIOR = {ZS: 1, FS: 2, RAG: .5, LORA: 2, QLORA: 1.5, IA3: 1, PT: .5, FULL: .5, CPT: 0, RAG_LORA: .5, CPT_LORA: 0}
+
+
+@dataclass(frozen=True)
+class Combination:
+    """Two strategies used together (compare runs them as their parts)."""
+
+    prior: float
+    description: str
+
+
+COMBINATIONS = {
+    RAG_LORA: Combination(.5, "retrieval for the facts + LoRA for the behaviour"),
+    CPT_LORA: Combination(0, "continued pre-training on the corpus, then LoRA on the labels"),
+}
+
+
+def strategies() -> tuple[str, ...]:
+    """Every strategy the advisor ranks, cheapest first (ties go left): the registry, then the combinations."""
+    return registry.names() + tuple(COMBINATIONS)
+
+
+def prior() -> dict[str, float]:
+    return {**{entry.name: entry.prior for entry in registry.entries()},
+            **{name: combination.prior for name, combination in COMBINATIONS.items()}}
+
+
+def _parts(strategy: str) -> list[registry.Strategy]:
+    return [registry.get(part) for part in strategy.split("+")]
+
+
+def supervised() -> tuple[str, ...]:
+    """Strategies that train weights on labelled examples (alone or as part of a combination)."""
+    return tuple(s for s in strategies() if any(p.changes_weights and "train" in p.needs for p in _parts(s)))
+
+
+def needs_corpus() -> tuple[str, ...]:
+    return tuple(s for s in strategies() if any("corpus" in p.needs for p in _parts(s)))
+
+
+def describe(strategy: str) -> str:
+    return COMBINATIONS[strategy].description if strategy in COMBINATIONS else registry.get(strategy).description
+
+
+Effect = dict[str, Union[float, str]]
 
 
 @dataclass(frozen=True)
 class Rule:
     id: str
     when: Callable[[Answers], bool]
-    effect: dict[str, float | str]
+    effects: Effect | Callable[[], Effect]  # a function when the effect reads the registry
     because: str
+
+    @property
+    def effect(self) -> Effect:
+        return self.effects() if callable(self.effects) else self.effects
 
 
 def out(*strategies: str) -> dict[str, str]:
@@ -54,9 +101,9 @@ def no_corpus(a: Answers) -> bool:
 
 R = Rule
 RULES: tuple[Rule, ...] = (  # id, when, effect (+/- points or OUT), because
-    R("no_labels", lambda a: n(a) == 0, {FS: OUT, ZS: 1, **out(*SUPERVISED)},
+    R("no_labels", lambda a: n(a) == 0, lambda: {FS: OUT, ZS: 1, **out(*supervised())},
       "Without labelled examples there is nothing to show in a prompt or to train on."),
-    R("no_corpus", no_corpus, out(*NEEDS_CORPUS), "RAG and continued pre-training need a document corpus, and there is none."),
+    R("no_corpus", no_corpus, lambda: out(*needs_corpus()), "RAG and continued pre-training need a document corpus, and there is none."),
     R("few_labels", lambda a: 0 < n(a) < 100, {FS: 3, LORA: -1, QLORA: -1, IA3: -1, FULL: -3},
       "Under ~100 examples, demonstrations in the prompt usually match training, at no training cost."),
     R("hundreds_of_labels", lambda a: 100 <= n(a) < 1000, {LORA: 2, QLORA: 1.5, IA3: 1, PT: .5, FS: 1, CPT_LORA: 1},

@@ -73,7 +73,7 @@ def compare_run(result, device: est.Device, shape: est.ModelShape | None = None)
     setup = setup_from_config(config)
     device_kind = "cuda" if config.get("device") == "cuda" else "cpu"
     cost = result.cost or {}
-    trained = setup.strategy in est.ADAPTERS or setup.strategy in est.FULL_WEIGHTS
+    trained = est.trains(setup.strategy)
     if trained:
         memory = est.training_memory(shape, setup)
         tokens = (cost.get("tokens_per_s") or 0) * (cost.get("train_time_s") or 0)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-gflops", type=float, default=None, help="override the cached CPU benchmark")
     parser.add_argument("--gpu", default="H100", help=f"GPU of the runs made on cuda ({', '.join(GPUS)})")
     args = parser.parse_args(argv)
-    from runners.result import ResultStore
+    from base.results import ResultStore
 
     results = [r for r in ResultStore(args.results).all() if r.status.value == "ok"]
     if not results:

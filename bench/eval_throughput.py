@@ -36,7 +36,7 @@ def main() -> None:
 
     from lm_eval.api.instance import Instance
 
-    from advisor import paths
+    from base import paths
     from runners.bundled import ensure_datasets
     from runners.forgetting import benchmarks_dir, headline_metric, quiet_lm_eval, run_benchmark, task_manager, wrap_model
     from runners.models import load_model

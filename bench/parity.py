@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--workdir", help="keep the product's results here (default: a temporary folder)")
     args = parser.parse_args()
 
-    from advisor import paths  # the orchestrator may use adaptlab; parity_plain.py must not
+    from base import paths  # the orchestrator may use adaptlab; parity_plain.py must not
 
     adapt = str(Path(sys.executable).with_name("adapt"))
     data = paths.data_dir() / "sst2"

@@ -17,9 +17,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from advisor import paths
-    from advisor.plan import TaskSpec
-    from runners.data import load_examples
+    from base import paths
+    from base.plan import TaskSpec
+    from base.data import load_examples
     from runners.models import load_model
     from runners.prompting import build_prompt, content_free
     from runners.scoring import calibrate, rank_choices

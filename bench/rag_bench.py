@@ -16,7 +16,7 @@ from typing import Any, Callable
 from retrieval.chunking import is_hit
 from retrieval.embedders import DEFAULT_EMBEDDER, get_embedder
 from retrieval.index import build_index, get_corpus_index, recall_at_k, search
-from runners.data import Document, load_corpus
+from base.data import Document, load_corpus
 
 SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("flat", {}),
@@ -60,7 +60,7 @@ def main() -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from runners.progress import showing
+    from base.progress import showing
 
     faiss.omp_set_num_threads(args.threads)
     console = Console(width=200)

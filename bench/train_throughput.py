@@ -25,7 +25,7 @@ def sentences(count: int, seed: int) -> tuple[list[tuple[str, str]], str]:
     """(text, label) pairs from the bundled SST-2 (`adapt data ensure`), else a fixed synthetic list of varied lengths."""
     try:
         from runners.bundled import ensure_datasets
-        from runners.data import load_examples
+        from base.data import load_examples
 
         examples = load_examples(ensure_datasets(["sst2"])["sst2"] / "train.jsonl")
     except Exception as error:  # noqa: BLE001 - the benchmark still runs, on synthetic sentences, and says so
@@ -61,8 +61,8 @@ def load(args: argparse.Namespace):
 
 def training_pairs(tokenizer, count: int, seed: int) -> tuple[list[tuple[str, str]], str]:
     """The exact prompts the product trains on (runners.prompting), for an SST-2-like classification task."""
-    from advisor.plan import TaskSpec
-    from runners.data import Example
+    from base.plan import TaskSpec
+    from base.data import Example
     from runners.prompting import training_pair
 
     task = TaskSpec(name="sst2", type="classification", eval=Path("unused.jsonl"))
@@ -73,7 +73,7 @@ def training_pairs(tokenizer, count: int, seed: int) -> tuple[list[tuple[str, st
 
 
 def ours(build, tokenizer, pairs, args) -> dict:
-    from advisor.plan import LoraSettings
+    from base.plan import LoraSettings
     from runners.lora import lora_model
     from runners.training import train
 
@@ -92,7 +92,7 @@ def trainer_baseline(build, tokenizer, pairs, args) -> dict:
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from advisor.plan import LoraSettings
+    from base.plan import LoraSettings
     from runners.lora import lora_model
     from runners.training import IGNORE, encode_pairs
 

@@ -5,82 +5,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import pandas as pd
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
+from base.io import write_bytes_atomic, write_text_atomic
+from base.results import RunResult, load_runs
 from reports import plots
-from reports.table import DIRECTIONS, best_mask, drops_general_ability, fmt_usd, load_runs, recommend, results_frame
-from runners.result import RunResult, write_text_atomic
+from reports.document import Block, Bullets, Callout, Cell, Paragraph, Plot, Report, Section, Table
+from reports.table import DIRECTIONS, best_mask, drops_general_ability, fmt_usd, recommend, results_frame
 
 EXAMPLES_PER_TASK = 5
 PROMPT_CHARS = 400
 DIGEST_CHARS = 16  # enough to tell two data files apart; the run JSON keeps the full digest
-
-
-# --- the document ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Cell:
-    text: str
-    best: bool = False
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[Cell]]
-    caption: str = ""
-
-
-@dataclass
-class Callout:
-    """The headline: a few sentences a manager reads first."""
-
-    sentences: list[str]
-
-
-@dataclass
-class Paragraph:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Plot:
-    name: str  # file stem, e.g. "sst2-accuracy-vs-cost"
-    caption: str
-    png: bytes
-
-
-Block = Union[Callout, Paragraph, Bullets, Table, Plot]
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-    level: int = 2
-
-
-@dataclass
-class Report:
-    title: str
-    subtitle: str
-    sections: list[Section]
-
-    def plots(self) -> list[Plot]:
-        return [block for section in self.sections for block in section.blocks if isinstance(block, Plot)]
 
 
 # --- number formatting (one place, so Markdown and HTML agree) ---------------------------------------------
@@ -443,7 +382,8 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Report:
     advice = read_optional_json(results_dir / "advice.json")
     compare = read_optional_json(results_dir / "compare.json")
     tasks = list(dict.fromkeys(frame["task"]))
-    sections = [Section("Recommendation", [Callout(recommend(frame, task).sentences) for task in tasks])]
+    tolerance = ((advice or {}).get("answers") or {}).get("forgetting_tolerance")  # as `adapt advise` was told
+    sections = [Section("Recommendation", [Callout(recommend(frame, task, tolerance).sentences) for task in tasks])]
     sections += [task_section(task, frame, runs, results_dir, colours) for task in tasks]
     failures = failed_table(frame)
     if failures:
@@ -473,7 +413,7 @@ def report_command(results_dir: Path, out: Path | None = None, title: str | None
         progress.advance(step)
         out.mkdir(parents=True, exist_ok=True)
         for plot in report.plots():
-            _write_bytes_atomic(out / PLOTS_DIR / f"{plot.name}.png", plot.png)
+            write_bytes_atomic(out / PLOTS_DIR / f"{plot.name}.png", plot.png)
         markdown_path = out / "report.md"
         write_text_atomic(markdown_path, render_markdown(report))
         progress.advance(step)
@@ -484,15 +424,3 @@ def report_command(results_dir: Path, out: Path | None = None, title: str | None
     print(html_path)
     return markdown_path, html_path
 
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, then rename, like runners.result.write_json_atomic, for PNGs and pages."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

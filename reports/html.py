@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from reports.build import Bullets, Callout, Paragraph, Plot, Report, Table
+from reports.document import Bullets, Callout, Paragraph, Plot, Report, Table
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from reports.build import Bullets, Callout, Paragraph, Plot, Report, Table
+from reports.document import Bullets, Callout, Paragraph, Plot, Report, Table
 
 PLOTS_DIR = "report_plots"  # PNGs next to report.md, linked relatively
 

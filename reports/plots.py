@@ -10,23 +10,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from advisor.strategies import Strategy
+from base import registry
+from base.results import RunResult
 from reports.table import pareto_front
-from runners.result import RunResult
 
-# One colour per strategy kind, from colour-blind-friendly palettes (Okabe-Ito, then Tableau).
-KIND_COLOURS = {
-    Strategy.zero_shot.value: "#7f7f7f",
-    Strategy.few_shot.value: "#56b4e9",
-    Strategy.rag.value: "#009e73",
-    Strategy.lora.value: "#e69f00",
-    Strategy.qlora.value: "#d55e00",
-    Strategy.ia3.value: "#cc79a7",
-    Strategy.prompt_tuning.value: "#f0e442",
-    Strategy.full_ft.value: "#0072b2",
-    Strategy.cpt.value: "#8c564b",
-}
-FALLBACK_COLOUR = "#17becf"
 STYLE = {
     "font.size": 11, "axes.titlesize": 13, "axes.titleweight": "bold", "axes.labelsize": 11,
     "legend.fontsize": 10, "axes.spines.top": False, "axes.spines.right": False,
@@ -46,7 +33,8 @@ def strategy_colours(runs: Sequence[tuple[str, str]]) -> dict[str, str]:
             continue
         shade = seen_per_kind.get(kind, 0)
         seen_per_kind[kind] = shade + 1
-        red, green, blue = to_rgb(KIND_COLOURS.get(kind, FALLBACK_COLOUR))
+        colour = registry.get(kind).colour if registry.known(kind) else registry.FALLBACK_COLOUR  # one per kind
+        red, green, blue = to_rgb(colour)
         factor = 0.7 ** shade
         colours[label] = to_hex((red * factor, green * factor, blue * factor))
     return colours

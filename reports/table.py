@@ -5,7 +5,6 @@ Everything downstream (Markdown, HTML, plots) reads this frame, so the numbers a
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from advisor.errors import AdaptError
-from advisor.strategies import Strategy
-from runners.result import RunResult
+from base import registry
+from base.judge import Candidate, judge
+from base.results import RunResult, load_runs
 
 # Which way is better for each numeric column of the frame.
 HIGHER = "higher"
@@ -40,21 +39,6 @@ DIRECTIONS: dict[str, str] = {
 COST_KEYS = ("train_time_s", "examples_per_s", "tokens_per_s", "peak_memory_mb", "trainable_params", "total_params",
              "adapter_size_mb", "latency_p50_s", "latency_p95_s", "prompt_tokens_per_query",
              "completion_tokens_per_query", "usd_train", "usd_per_1m_queries")
-
-STRATEGY_ORDER = {strategy.value: index for index, strategy in enumerate(Strategy)}
-
-
-def load_runs(results_dir: str | Path) -> list[RunResult]:
-    """Every RunResult under RESULTS_DIR/runs; a corrupt file is named, never skipped silently."""
-    runs_dir = Path(results_dir) / "runs"
-    runs = []
-    for path in sorted(runs_dir.glob("*.json")) if runs_dir.is_dir() else []:
-        try:
-            runs.append(RunResult.from_json(json.loads(path.read_text(encoding="utf-8"))))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise AdaptError(f"cannot read this run result: {error}", file=path,
-                             hint="re-run `adapt compare` for this run, or delete the file to leave it out") from error
-    return runs
 
 
 def load_results(results_dir: str | Path) -> pd.DataFrame:
@@ -125,8 +109,8 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "cost_usd": _sum_if_any(cost["usd_train"], cost["usd_per_1m_queries"]),
         **_forgetting_columns(run.forgetting or {}),
         # an unknown kind may change weights: never claim its general ability is untouched
-        "changes_weights": run.strategy not in STRATEGY_ORDER or Strategy(run.strategy).changes_weights,
-        "strategy_order": STRATEGY_ORDER.get(run.strategy, len(STRATEGY_ORDER)),
+        "changes_weights": not registry.known(run.strategy) or registry.get(run.strategy).changes_weights,
+        "strategy_order": registry.order(run.strategy),
         "seed": run.seed,
         "model": run.model,
         "config_hash": run.config_hash,
@@ -190,14 +174,6 @@ class Recommendation:
     sentences: list[str]
 
 
-def _cheaper(candidates: pd.DataFrame) -> pd.Series:
-    """Sort key for cost: measured $ (train + 1M queries) when every run has it, else the strategy's
-    intrinsic order (cheapest first), so rankings never mix known and unknown costs."""
-    if candidates["cost_usd"].notna().all():
-        return candidates["cost_usd"]
-    return candidates["strategy_order"].astype(float)
-
-
 def fmt_usd(value: float | None) -> str:
     return "—" if value is None or math.isnan(value) else f"${value:,.2f}"
 
@@ -223,9 +199,17 @@ def _forgetting_sentence(row: pd.Series) -> str:
     return f"{row['label']} {kept or 'shows no significant forgetting'}{tail}: no significant loss of general ability was measured."
 
 
-def recommend(frame: pd.DataFrame, task: str) -> Recommendation:
-    """Best primary metric wins, unless a cheaper run scores within the best one's 95% interval: then the
-    cheaper one, because the measured gap could be noise. Forgetting of the pick (or of the best) is named."""
+def _candidate(row: pd.Series) -> Candidate:
+    known = lambda value: None if math.isnan(value) else float(value)  # noqa: E731
+    return Candidate(label=row["label"], strategy=row["strategy"], metric=row["primary_metric"], score=row["score"],
+                     low=known(row["score_low"]), high=known(row["score_high"]), cost_usd=known(row["cost_usd"]),
+                     usd_per_1m_queries=known(row["usd_per_1m_queries"]), retained=known(row["retained"]))
+
+
+def recommend(frame: pd.DataFrame, task: str, forgetting_tolerance: str | None = None) -> Recommendation:
+    """The judge's pick (base.judge, the same one `adapt advise --results` uses): best primary metric, less lost
+    general ability as much as the user's tolerance says, and a cheaper run within the best one's 95% interval
+    instead of the best. Forgetting of the pick (or of the best) is named."""
     runs = frame[frame["task"] == task]
     scored = ok_runs(runs).dropna(subset=["score"])
     if scored.empty:
@@ -235,19 +219,19 @@ def recommend(frame: pd.DataFrame, task: str) -> Recommendation:
             f"{failed} of {len(runs)} runs failed; their errors are listed under Failed runs.",
             "Fix those errors and run `adapt compare` again: finished runs are kept.",
         ])
-    cost = _cheaper(scored)
-    order = scored.assign(_cost=cost).sort_values(["score", "_cost"], ascending=[False, True], kind="stable")
-    best = order.iloc[0]
-    floor = best["score_low"] if not math.isnan(best["score_low"]) else best["score"]
-    within = order[(order["score"] >= floor) & (order["_cost"] < best["_cost"])]
+    verdict = judge([_candidate(row) for _, row in scored.iterrows()], forgetting_tolerance)
+    rows = {row["label"]: row for _, row in scored.iterrows()}
+    best, pick = rows[verdict.best.label], rows[verdict.pick.label]
     others = len(scored) - 1
-    if within.empty:
-        pick = best
-        runner_up = order.iloc[1] if len(order) > 1 else None
+    if not verdict.cheaper_within_ci:
+        runner_up = rows[verdict.ranked[1].label] if len(verdict.ranked) > 1 else None
         reason = (f"It has the best {best['primary_metric']} of the {len(scored)} strategies compared"
                   + (f"; the runner-up, {runner_up['label']}, scores {runner_up['score']:.3f}." if runner_up is not None else "."))
+        top = scored.loc[scored["score"].idxmax()]
+        if top["score"] > best["score"]:  # the pick's lost general ability outweighed a higher score
+            reason = (f"{top['label']} scores higher ({top['score']:.3f}) but loses more general ability than the stated "
+                      f"forgetting tolerance accepts.")
     else:
-        pick = within.sort_values(["_cost", "score"], ascending=[True, False], kind="stable").iloc[0]
         priced = not (math.isnan(pick["cost_usd"]) or math.isnan(best["cost_usd"]))
         money = (f" and costs {fmt_usd(pick['cost_usd'])} instead of {fmt_usd(best['cost_usd'])} to train and serve 1M queries"
                  if priced and fmt_usd(pick["cost_usd"]) != fmt_usd(best["cost_usd"]) else " and is the cheaper strategy")

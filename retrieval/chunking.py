@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from runners.data import Document
+from base.data import Document
 
 HIT_THRESHOLD = 0.5
 _TOKEN = re.compile(r"\w+")

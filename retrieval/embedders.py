@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -34,7 +34,7 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model, encoded in batches with a progress bar (runners.progress) on large inputs."""
+    """A sentence-transformers model, encoded in batches with a progress bar (base.progress) on large inputs."""
 
     def __init__(self, name: str, model: Any, batch_size: int = 64) -> None:
         self.name = name
@@ -52,7 +52,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(texts) < PROGRESS_THRESHOLD:
             return np.ascontiguousarray(self._encode(texts), dtype=np.float32)
-        from runners.progress import bar
+        from base.progress import bar
 
         parts = []
         step = self.batch_size * 4

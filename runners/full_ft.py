@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.plan import FullFTSettings, RunSpec
-from runners.result import RunResult
+from base.plan import FullFTSettings, RunSpec
+from base.results import RunResult
 from runners.training import run_training
 
 

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.plan import IA3Settings, RunSpec
-from runners.result import RunResult
+from base.plan import IA3Settings, RunSpec
+from base.results import RunResult
+from runners.adapters import peft_model
 from runners.training import run_training
 
 
 def ia3_model(model: Any, settings: IA3Settings) -> Any:
-    from peft import IA3Config, get_peft_model
-
-    config = IA3Config(target_modules=list(settings.target_modules),
-                       feedforward_modules=list(settings.feedforward_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return peft_model(model, settings)
 
 
 def run(spec: RunSpec) -> RunResult:

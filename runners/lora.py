@@ -3,18 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.plan import LoraSettings, RunSpec
-from runners.result import RunResult
+from base.plan import LoraSettings, RunSpec
+from base.results import RunResult
+from runners.adapters import peft_model
 from runners.training import run_training
 
 
 def lora_model(model: Any, settings: LoraSettings) -> Any:
     """Wrap in a peft LoRA model: r x (in + out) trainable weights per targeted linear layer."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return peft_model(model, settings)
 
 
 def run(spec: RunSpec) -> RunResult:

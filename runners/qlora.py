@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.plan import QLoraSettings, RunSpec
+from base.plan import QLoraSettings, RunSpec
 from runners.lora import lora_model
-from runners.result import RunResult
+from base.results import RunResult
 from runners.training import run_training
 
 

@@ -14,16 +14,17 @@ from typing import Sequence
 
 import numpy as np
 
-from advisor.errors import AdaptError
-from advisor.plan import RagSettings, RunSpec
+from base.errors import AdaptError
+from base.plan import RagSettings, RunSpec
 from retrieval.chunking import Chunk, is_hit
 from retrieval.embedders import get_embedder
 from retrieval.index import CorpusIndex, build_index, get_corpus_index, recall_at_k, search
+from base.data import Example
 from runners.common import load_task_data, run_prompted, seed_everything
-from runners.data import Example
 from runners.models import load_model
-from runners.progress import note
-from runners.result import RunResult, write_jsonl_atomic
+from base.progress import note
+from base.io import write_jsonl_atomic
+from base.results import RunResult
 from runners.scoring import percentile, time_each
 
 

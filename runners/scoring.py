@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from advisor.plan import TaskSpec
-from runners.data import Example
+from base.data import Example
+from base.plan import TaskSpec
 from runners.prompting import answer_prefix
+from runners.stats import bootstrap_ci
 
 LATENCY_SAMPLE = 12  # queries timed one at a time (batch 1) for honest per-query latency
 FORMAT_SAMPLE = 50  # rank-scored queries also generated freely, for format compliance
@@ -91,26 +92,6 @@ def macro_f1(predicted: Sequence[str | None], gold: Sequence[str], labels: Seque
         fn = sum(p != label and g == label for p, g in zip(predicted, gold))
         scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return sum(scores) / len(scores) if scores else 0.0
-
-
-def bootstrap_ci(
-    per_item: Sequence[Any], statistic: Callable[[list[int]], float] | None = None, *, resamples: int = 1000,
-    seed: int = 0, level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap over items; `statistic` takes resampled indices (default: mean of per_item)."""
-    import numpy as np
-
-    n = len(per_item)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    values = np.asarray(per_item, dtype=float) if statistic is None else None
-    stats = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        stats.append(float(values[idx].mean()) if values is not None else statistic(idx.tolist()))
-    alpha = (1 - level) / 2
-    return (float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
 
 
 def classification_metrics(predicted: list[str | None], gold: list[str], labels: list[str], seed: int = 0) -> dict[str, Any]:
@@ -298,7 +279,7 @@ def evaluate(
 
 def choice_sets(task: TaskSpec, examples: Sequence[Example], labels: Sequence[str] | None) -> list[list[str]]:
     """What each example ranks: the label set for classification, the example's own choices otherwise."""
-    from advisor.errors import AdaptError
+    from base.errors import AdaptError
 
     if task.type == "classification":
         label_set = list(labels or sorted({e.target for e in examples}))

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from base.io import write_json_atomic
+from base.progress import bar
 from runners.models import is_prompt_learning
-from runners.progress import bar
-from runners.result import write_json_atomic
 
 IGNORE = -100
 CLIP_NORM = 1.0
@@ -286,15 +286,15 @@ def load_checkpoint(checkpoint_dir: Path, model: Any, optimizer: Any, scheduler:
 def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: Any, *, eval_pairs: list[tuple[str, str]] = (),
           device: str = "cpu", seed: int = 0, checkpoint_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
           loss_on_prompt: bool = False) -> TrainStats:
-    """Train `model` in place on (prompt, completion) pairs with `settings` (advisor.plan.TrainSettings).
+    """Train `model` in place on (prompt, completion) pairs with `settings` (base.plan.TrainSettings).
 
-    `progress` is an advance(n) callback called once per optimizer step; without one a `runners.progress` bar is
+    `progress` is an advance(n) callback called once per optimizer step; without one a `base.progress` bar is
     opened. With `checkpoint_dir`, a checkpoint is written after every epoch and a re-run resumes from the last one.
     """
     import torch
     from transformers import get_scheduler
 
-    from advisor.errors import AdaptError
+    from base.errors import AdaptError
 
     torch.manual_seed(seed)
     packed = settings.packing and not is_prompt_learning(model)
@@ -424,7 +424,7 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
     Supervised strategies train on `prompting.training_pair`, the exact prompt they are scored with; continued
     pre-training trains on the raw corpus (every token) and is then scored zero-shot like the base model.
     """
-    from advisor.errors import AdaptError
+    from base.errors import AdaptError
     from runners import common
     from runners.models import load_model, model_digest, resolve_model_path
     from runners.prompting import training_pair

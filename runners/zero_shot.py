@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import time
 
-from advisor.plan import RunSpec
+from base.plan import RunSpec
 from runners.common import load_task_data, run_prompted, seed_everything
 from runners.models import load_model
-from runners.result import RunResult
+from base.results import RunResult
 
 
 def run(spec: RunSpec) -> RunResult:

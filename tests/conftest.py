@@ -116,7 +116,7 @@ def real_model_path():
 
 def bundled_data_path(name: str) -> Path:
     """Folder of a bundled dataset, skipping the test when `adapt data ensure` could not provision it."""
-    from advisor import paths
+    from base import paths
 
     folder = paths.data_dir() / name
     if not folder.exists():

@@ -1,4 +1,5 @@
-"""The strategy enum, the runner registry, the plan's settings classes and the shipped configs agree."""
+"""The registry is the one description of a strategy: every entry resolves to a runner and a settings class,
+and the shipped configs validate against it."""
 from __future__ import annotations
 
 import importlib
@@ -6,22 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from advisor.plan import SETTINGS_BY_STRATEGY, load_plan
-from advisor.strategies import DESCRIPTIONS, Strategy
-from runners import RUNNERS
+from base import registry
+from base.plan import load_plan
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def test_every_strategy_has_a_runner_settings_and_description():
-    names = {s.value for s in Strategy}
-    assert names == set(RUNNERS) == set(SETTINGS_BY_STRATEGY) == {s.value for s in DESCRIPTIONS}
-
-
-@pytest.mark.parametrize("strategy", sorted(RUNNERS))
-def test_runner_modules_expose_run(strategy):
-    module_name, function = RUNNERS[strategy].split(":")
+@pytest.mark.parametrize("strategy", registry.names())
+def test_every_entry_has_a_runner_a_settings_class_and_a_description(strategy):
+    entry = registry.get(strategy)
+    module_name, function = entry.runner.split(":")
     assert callable(getattr(importlib.import_module(module_name), function))
+    assert entry.settings.model_fields["strategy"].default == strategy
+    assert entry.description
 
 
 @pytest.mark.parametrize("plan", sorted((CONFIGS / "plans").glob("*.yaml")), ids=lambda p: p.name)

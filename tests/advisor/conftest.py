@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from advisor import hardware, paths
+from advisor import hardware
+from base import paths
 
 FIXED_CPU_GFLOPS = 50.0
 

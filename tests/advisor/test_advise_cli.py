@@ -9,9 +9,9 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from advisor.cli import app
-from advisor.plan import load_plan
-from runners.result import ResultStore, RunResult, RunStatus
+from cli.app import app
+from base.plan import load_plan
+from base.results import ResultStore, RunResult, RunStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "advisor" / "demo_answers.yaml"
@@ -24,7 +24,7 @@ def test_advise_does_not_import_torch(tmp_path, fixed_cpu_benchmark):
     script = (
         "import sys, json\n"
         "from typer.testing import CliRunner\n"
-        "from advisor.cli import app\n"
+        "from cli.app import app\n"
         f"result = CliRunner().invoke(app, ['advise', '--answers', {str(DEMO)!r}, '--plan', {str(plan)!r}, '--json'])\n"
         "assert result.exit_code == 0, result.output\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'faiss', 'sentence_transformers', 'lm_eval', 'pandas', 'matplotlib') if m in sys.modules]\n"

@@ -6,7 +6,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from advisor.cli import app
+from cli.app import app
 
 
 def test_help_lists_commands():
@@ -17,7 +17,7 @@ def test_help_lists_commands():
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom advisor.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom cli.app import app\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'faiss', 'lm_eval', 'pandas') if m in sys.modules]\n"
             "print(heavy)\nassert not heavy, heavy\n")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor import paths
+from base import paths
 from advisor.engine import plan_strategies, recommend, rerank
-from advisor.plan import parse_plan
+from base.plan import parse_plan
 from advisor.questions import Answers, load_answers
-from runners.result import RunResult, RunStatus
+from base.results import RunResult, RunStatus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "advisor"
 

@@ -9,7 +9,7 @@ import pytest
 
 from advisor import estimate as est
 from advisor import hardware
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 
 GB = 1e9
 

@@ -10,7 +10,7 @@ import pytest
 
 from advisor import estimate as est
 from advisor.hardware import GPUS
-from runners.result import ResultStore, RunResult, RunStatus
+from base.results import ResultStore, RunResult, RunStatus
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "estimate_vs_measured.py"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from advisor import paths
-from advisor.errors import AdaptError
-from advisor.plan import load_plan, parse_plan, run_specs
+from base import paths
+from base.errors import AdaptError
+from base.plan import load_plan, parse_plan, run_specs
 
 PLAN = """\
 name: t

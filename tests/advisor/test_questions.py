@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from advisor.advise_cmd import ask
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from advisor.questions import BY_KEY, QUESTIONS, Answers, apply_sets, load_answers, parse_value
 
 

@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import pytest
 
-from runners.result import ResultStore, RunResult, RunStatus, write_json_atomic, write_jsonl_atomic
+from base.io import write_json_atomic, write_jsonl_atomic
+from base.results import ResultStore, RunResult, RunStatus
 
 SCRIPT_PAYLOAD = "<script>document.title='pwned'</script>"
 ENV = {"python": "3.11.9", "platform": "Linux-6.1-x86_64", "cpu_count": 2,

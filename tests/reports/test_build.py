@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from reports.build import Plot, Table, build_report, report_command
 from reports.html import render_html
 from reports.markdown import escape_markdown, render_markdown
@@ -152,7 +152,7 @@ def test_report_command_does_not_import_torch(sst2_results):
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from advisor.cli import app\n"
+        "from cli.app import app\n"
         f"result = CliRunner().invoke(app, ['report', {str(sst2_results)!r}])\n"
         "print(result.exit_code, 'torch' in sys.modules, 'matplotlib' in sys.modules)\n"
     )
@@ -162,7 +162,7 @@ def test_report_command_does_not_import_torch(sst2_results):
 
 
 def test_cli_reports_empty_directory_without_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "advisor.cli", "report", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "cli.app", "report", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "no runs found" in done.stderr and "Traceback" not in done.stderr
@@ -213,7 +213,7 @@ def test_report_says_when_runs_of_a_task_were_scored_differently(tmp_path):
 def test_old_run_json_loads_as_schema_1_generation_scored(tmp_path):
     import json
 
-    from runners.result import RunResult
+    from base.results import RunResult
 
     data = {"run_id": "t__zero_shot__x", "task": "t", "strategy": "zero_shot", "label": "zero_shot", "status": "ok",
             "config": {"task": {"type": "classification"}}, "config_hash": "x", "metrics": {"accuracy": 0.44}}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import struct
 
+from base import registry
 from reports import plots
 from reports.table import results_frame
 
@@ -15,9 +16,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 def test_colours_stay_with_the_strategy_kind_and_shade_repeats():
     first = plots.strategy_colours([("zero_shot", "zero_shot"), ("lora-r8", "lora"), ("lora-r16", "lora")])
     other_report = plots.strategy_colours([("lora", "lora"), ("mystery", "not-a-strategy")])
-    assert first["lora-r8"] == other_report["lora"] == plots.KIND_COLOURS["lora"]
+    assert first["lora-r8"] == other_report["lora"] == registry.get("lora").colour
     assert first["lora-r16"] not in (first["lora-r8"], first["zero_shot"])  # a darker shade of LoRA's colour
-    assert other_report["mystery"] == plots.FALLBACK_COLOUR
+    assert other_report["mystery"] == registry.FALLBACK_COLOUR
 
 
 def test_each_figure_draws_from_the_sst2_results(sst2_run_list):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from reports.table import DIRECTIONS, best_mask, load_results, pareto_front, recommend, results_frame
 
 

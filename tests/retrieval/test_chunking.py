@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from retrieval.chunking import Chunk, chunk_corpus, chunk_document, is_hit, passage_overlap
-from runners.data import Document
+from base.data import Document
 
 
 def words(n: int) -> str:

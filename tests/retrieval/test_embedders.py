@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from retrieval import embedders
 from retrieval.embedders import DEFAULT_EMBEDDER, Embedder, SentenceTransformerEmbedder, get_embedder
 

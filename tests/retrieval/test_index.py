@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from retrieval.index import (
     build_index, get_corpus_index, indexes_dir, ivf_nlist, load_index, nearest, recall_at_k, save_index, search,
 )
 from retrieval.chunking import chunk_corpus
-from runners.data import Document
+from base.data import Document
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

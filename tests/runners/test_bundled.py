@@ -11,11 +11,11 @@ import zipfile
 import pytest
 from typer.testing import CliRunner
 
-from advisor import paths
-from advisor.cli import app
-from advisor.errors import AdaptError
+from base import paths
+from cli.app import app
+from base.errors import AdaptError
 from runners import bundled
-from runners.data import load_corpus, load_examples
+from base.data import load_corpus, load_examples
 
 
 def dataset(columns: dict, features=None):

@@ -6,11 +6,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import runners
-from advisor.cli import app
-from advisor.plan import load_plan, run_specs
+from cli.app import app
+from base.plan import load_plan, run_specs
 from runners.compare import compare
-from runners.result import ResultStore, RunStatus
+from base.results import ResultStore, RunStatus
 
 
 @pytest.fixture()
@@ -54,7 +53,6 @@ def test_compare_runs_saves_and_resumes(plan_file, monkeypatch):
     assert len(predictions) == 4
 
     calls = []
-    monkeypatch.setitem(runners.RUNNERS, "zero_shot", "builtins:print")
     monkeypatch.setattr("runners.compare.execute", lambda spec: calls.append(spec) or None)
     again = compare(plan, specs)
     assert calls == []  # both runs were found finished and skipped

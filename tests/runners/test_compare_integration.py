@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from advisor.cli import app
-from runners.result import ResultStore, RunStatus
+from cli.app import app
+from base.results import ResultStore, RunStatus
 from tests.conftest import bundled_data_path
 
 pytestmark = pytest.mark.integration

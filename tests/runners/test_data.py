@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from advisor.errors import AdaptError
-from runners.data import detect_format, load_corpus, load_examples
+from base.errors import AdaptError
+from base.data import detect_format, load_corpus, load_examples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "data"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from advisor.cli import app
-from runners.data import Example, load_corpus
+from cli.app import app
+from base.data import Example, load_corpus
 from runners.data_check import check_command, length_stats, summarise, summarise_corpus
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "data"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from advisor.plan import FewShotSettings
+from base.plan import FewShotSettings
 from runners.common import TaskData
-from runners.data import Example
+from base.data import Example
 from runners.few_shot import balanced_pick, choose_demos
 
 

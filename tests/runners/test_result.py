@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from runners.result import ResultStore, RunResult, RunStatus, write_json_atomic
+from base.io import write_json_atomic
+from base.results import ResultStore, RunResult, RunStatus
 
 
 def _result(run_id: str, status: RunStatus) -> RunResult:

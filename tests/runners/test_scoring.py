@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.plan import TaskSpec
-from runners.data import Example
+from base.data import Example
+from base.plan import TaskSpec
 from runners.scoring import (bootstrap_ci, calibrate, evaluate, rank_choices, exact_match, macro_f1, match_label,
                              normalize_answer, stop_text, token_f1)
 
@@ -167,7 +167,7 @@ def test_evaluate_with_calibration_uses_one_content_free_prompt_per_context(tiny
 
 
 def test_rank_scoring_of_qa_needs_choices(tiny_model, tiny_tokenizer):
-    from advisor.errors import AdaptError
+    from base.errors import AdaptError
 
     task = TaskSpec(name="t", type="qa", eval="e.jsonl", scoring="rank")
     with pytest.raises(AdaptError, match="choices"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.plan import TaskSpec
-from runners.data import load_examples
+from base.plan import TaskSpec
+from base.data import load_examples
 from tests.conftest import bundled_data_path
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from advisor.errors import AdaptError
-from advisor.plan import parse_plan, run_specs
+from base.errors import AdaptError
+from base.plan import parse_plan, run_specs
 from runners import get_runner
-from runners.result import ResultStore
+from base.results import ResultStore
 
 REVIEWS = [("the movie was great and the acting was wonderful", "positive"),
            ("a terrible boring film with awful dialogue", "negative"),

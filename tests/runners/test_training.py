@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from advisor.plan import FullFTSettings, IA3Settings, LoraSettings, PromptTuningSettings, QLoraSettings
+from base.plan import FullFTSettings, IA3Settings, LoraSettings, PromptTuningSettings, QLoraSettings
 from runners import training
 from runners.full_ft import all_trainable
 from runners.ia3 import ia3_model

@@ -13,8 +13,6 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from advisor.errors import AdaptError
-
 app = typer.Typer(
     help=__doc__.split("\n")[0] + "\n\nStart with `adapt advise`, run its plan with `adapt compare`, read `adapt report`.",
     no_args_is_help=True,
@@ -34,6 +32,8 @@ def friendly_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from base.errors import AdaptError  # here, not at the top: `adapt --help` loads no plan schema
+
         try:
             return command(*args, **kwargs)
         except AdaptError as error:

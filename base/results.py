@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from base.errors import AdaptError
+from base.io import write_json_atomic
 
 
 # 2: classification/multiple choice ranked by label log-likelihood by default; metrics record `scoring` and
@@ -93,48 +95,6 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same folder, then rename: a crash never leaves half a JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Text files (plans, reports) get the same temp-file-then-rename guarantee as the JSONs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 PACKAGES = ("adaptlab", "torch", "transformers", "peft", "bitsandbytes", "sentence-transformers",
             "faiss-cpu", "lm-eval", "accelerate", "datasets")
 
@@ -181,9 +141,7 @@ class ResultStore:
 
     def get(self, run_id: str) -> RunResult | None:
         path = self.path_for(run_id)
-        if not path.exists():
-            return None
-        return RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return read_run(path) if path.exists() else None
 
     def is_done(self, run_id: str) -> bool:
         """A run counts as done only when it succeeded: failed runs are retried on the next compare."""
@@ -191,9 +149,19 @@ class ResultStore:
         return result is not None and result.status is RunStatus.ok
 
     def all(self) -> list[RunResult]:
-        if not self.runs_dir.exists():
-            return []
-        return [
-            RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
-            for path in sorted(self.runs_dir.glob("*.json"))
-        ]
+        return load_runs(self.root)
+
+
+def read_run(path: Path) -> RunResult:
+    """One run JSON; a corrupt file is named, never skipped silently."""
+    try:
+        return RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise AdaptError(f"cannot read this run result: {error}", file=path,
+                         hint="re-run `adapt compare` for this run, or delete the file to leave it out") from error
+
+
+def load_runs(results_dir: str | Path) -> list[RunResult]:
+    """Every RunResult under RESULTS_DIR/runs, in file-name order (the one results loader: compare, advise, report)."""
+    runs_dir = Path(results_dir) / "runs"
+    return [read_run(path) for path in sorted(runs_dir.glob("*.json"))] if runs_dir.is_dir() else []

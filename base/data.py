@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from advisor.errors import AdaptError
+from base.errors import AdaptError
 
 
 @dataclass

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from advisor import paths
-from advisor.errors import AdaptError
+from base import paths, registry
+from base.errors import AdaptError
+from base.io import hash_file
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -128,7 +129,18 @@ class TrainSettings(_StrategyBase):
     eval_fraction: float = Field(default=0.1, ge=0, lt=1)  # train examples held out for eval loss
 
 
-class LoraSettings(TrainSettings):
+class PeftSettings(TrainSettings):
+    """Settings of a peft method: `peft_config` names its peft config class and `peft_fields` maps our field names
+    onto that class's (runners.adapters builds the config; a test checks every name against peft)."""
+
+    peft_config: ClassVar[str]
+    peft_fields: ClassVar[dict[str, str]]
+
+
+class LoraSettings(PeftSettings):
+    peft_config: ClassVar[str] = "LoraConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+                                             "target_modules": "target_modules"}
     strategy: Literal["lora"] = "lora"
     r: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
@@ -142,14 +154,18 @@ class QLoraSettings(LoraSettings):
     double_quant: bool = True
 
 
-class IA3Settings(TrainSettings):
+class IA3Settings(PeftSettings):
+    peft_config: ClassVar[str] = "IA3Config"
+    peft_fields: ClassVar[dict[str, str]] = {"target_modules": "target_modules", "feedforward_modules": "feedforward_modules"}
     strategy: Literal["ia3"] = "ia3"
     learning_rate: float = Field(default=3e-3, gt=0)
     target_modules: list[str] = ["k_proj", "v_proj", "down_proj"]
     feedforward_modules: list[str] = ["down_proj"]
 
 
-class PromptTuningSettings(TrainSettings):
+class PromptTuningSettings(PeftSettings):
+    peft_config: ClassVar[str] = "PromptTuningConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"num_virtual_tokens": "num_virtual_tokens"}
     strategy: Literal["prompt_tuning"] = "prompt_tuning"
     learning_rate: float = Field(default=3e-2, gt=0)
     num_virtual_tokens: int = Field(default=16, ge=1)
@@ -167,25 +183,8 @@ class CptSettings(TrainSettings):
     learning_rate: float = Field(default=5e-5, gt=0)
 
 
-StrategySettings = Annotated[
-    Union[
-        ZeroShotSettings,
-        FewShotSettings,
-        RagSettings,
-        LoraSettings,
-        QLoraSettings,
-        IA3Settings,
-        PromptTuningSettings,
-        FullFTSettings,
-        CptSettings,
-    ],
-    Field(discriminator="strategy"),
-]
-
-SETTINGS_BY_STRATEGY: dict[str, type[_StrategyBase]] = {
-    cls.model_fields["strategy"].default: cls
-    for cls in StrategySettings.__origin__.__args__  # type: ignore[attr-defined]
-}
+# The settings of any registered strategy (base.registry), told apart by their `strategy` tag.
+StrategySettings = Annotated[_StrategyBase, registry.AnyRegisteredSettings()]
 
 
 class ForgettingSettings(_Strict):
@@ -259,12 +258,12 @@ class Plan(_Strict):
                     hint = "run `adapt data ensure` to provision the bundled data" if bundled else None
                     raise AdaptError(f"{key} file not found: {path}", file=source, field=f"tasks.{task.name}.{key}", hint=hint)
         for task, strategy in self.runs():
-            needs_train = strategy.strategy in ("few_shot", "lora", "qlora", "ia3", "prompt_tuning", "full_ft")
-            if needs_train and task.train is None:
+            needs = registry.get(strategy.strategy).needs
+            if "train" in needs and task.train is None:
                 raise AdaptError(f"{strategy.strategy} needs a train file but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.train",
                                  hint="add `train:` to the task or restrict the strategy with `tasks:`")
-            if strategy.strategy in ("rag", "cpt") and task.corpus is None:
+            if "corpus" in needs and task.corpus is None:
                 raise AdaptError(f"{strategy.strategy} needs a corpus but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.corpus",
                                  hint="add `corpus:` (folder of .txt/.md or JSONL of documents) or restrict the strategy with `tasks:`")
@@ -381,7 +380,7 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
 def _as_adapt_error(exc: ValidationError, text: str, source: str) -> AdaptError:
     lines = _line_index(text)
     error = exc.errors()[0]
-    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part in SETTINGS_BY_STRATEGY))
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and registry.known(part)))
     field = ".".join(str(part) for part in loc) or None
     more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
     message = error["msg"].removeprefix("Value error, ")
@@ -414,9 +413,7 @@ def file_digest(path: Path | None) -> str | None:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        hash_file(file, digest)
     return digest.hexdigest()
 
 
@@ -489,3 +486,12 @@ def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
         spec.run_dir = Path(plan.output_dir) / "artifacts" / spec.run_id
         specs.append(spec)
     return specs
+
+
+def _rebuild_schemas() -> None:
+    """A strategy registered after import joins the union: the models that hold settings rebuild their schema."""
+    for model in (Plan, RunSpec):
+        model.model_rebuild(force=True)
+
+
+registry.on_change(_rebuild_schemas)

@@ -1,0 +1,42 @@
+"""The built-in strategies, one registry entry each, cheapest first (the order a report lists them).
+
+Adding a method: write `runners/<name>.py` with `run(spec) -> RunResult`, give it a settings class
+(`strategy: Literal["<name>"]`; PEFT settings map onto peft's config class through `peft_config`), and add
+one entry here. The plan format, the advisor's rules and estimates, compare and the report's plots read it.
+"""
+from __future__ import annotations
+
+from base.plan import (CptSettings, FewShotSettings, FullFTSettings, IA3Settings, LoraSettings, PromptTuningSettings,
+                       QLoraSettings, RagSettings, ZeroShotSettings)
+from base.registry import Strategy, register
+
+# Colours are colour-blind-friendly (Okabe-Ito, then Tableau).
+register(
+    Strategy("zero_shot", ZeroShotSettings, "runners.zero_shot:run",
+             "the base model prompted with the task alone",
+             prior=1, colour="#7f7f7f"),
+    Strategy("few_shot", FewShotSettings, "runners.few_shot:run",
+             "the base model prompted with k solved examples (in-context learning)",
+             needs=("train",), estimate="demos", prior=2, colour="#56b4e9"),
+    Strategy("rag", RagSettings, "runners.rag:run",
+             "the base model prompted with passages retrieved from your corpus",
+             needs=("corpus",), estimate="passages", prior=.5, colour="#009e73"),
+    Strategy("lora", LoraSettings, "runners.lora:run",
+             "low-rank adapters trained on your labelled examples",
+             needs=("train",), changes_weights=True, estimate="lora", prior=2, colour="#e69f00"),
+    Strategy("qlora", QLoraSettings, "runners.qlora:run",
+             "LoRA on a 4-bit (nf4) quantised base model",
+             needs=("train",), changes_weights=True, estimate="qlora", prior=1.5, colour="#d55e00"),
+    Strategy("ia3", IA3Settings, "runners.ia3:run",
+             "IA3: learned rescaling vectors, fewer parameters than LoRA",
+             needs=("train",), changes_weights=True, estimate="ia3", prior=1, colour="#cc79a7"),
+    Strategy("prompt_tuning", PromptTuningSettings, "runners.prompt_tuning:run",
+             "learned soft-prompt embeddings, base weights frozen",
+             needs=("train",), changes_weights=True, estimate="soft_prompt", prior=.5, colour="#f0e442"),
+    Strategy("full_ft", FullFTSettings, "runners.full_ft:run",
+             "every weight of the model trained on your labelled examples",
+             needs=("train",), changes_weights=True, estimate="full", prior=.5, colour="#0072b2"),
+    Strategy("cpt", CptSettings, "runners.cpt:run",
+             "continued pre-training on your unlabelled corpus, then the task prompt",
+             needs=("corpus",), changes_weights=True, estimate="full", prior=0, colour="#8c564b"),
+)
