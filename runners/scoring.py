@@ -203,7 +203,7 @@ def rank_choices(model: Any, tokenizer: Any, prompts: Sequence[str], choices: Se
     pass_positions = not is_prompt_learning(model)  # peft prompt learning ignores position ids (with a warning)
     reported = 0
     with inference_mode(model), torch.no_grad():
-        for done, start in enumerate(range(0, len(order), batch_size), 1):
+        for start in range(0, len(order), batch_size):
             batch = [rows[r] for r in order[start:start + batch_size]]
             width = max(len(ids) for ids, _ in batch)
             keep = max(len(t) for _, requests in batch for _, _, t in requests)
@@ -214,9 +214,7 @@ def rank_choices(model: Any, tokenizer: Any, prompts: Sequence[str], choices: Se
             logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
             for row, (_, requests) in enumerate(batch):
                 for item, j, targets in requests:
-                    positions = torch.arange(keep - len(targets), keep, device=device)
-                    if len(targets) == 1 and len(requests) > 1:  # one-token choices all read the last position
-                        positions = positions[-1:]
+                    positions = torch.arange(keep - len(targets), keep, device=device)  # one-token choices: the last
                     scores[item][j] = float(logprobs[row, positions, torch.tensor(targets, device=device)].sum())
             if progress:  # in prompts, however many rows each one took
                 finished = round(min(start + batch_size, len(order)) * len(prompts) / len(order))

@@ -88,3 +88,37 @@ def test_empty_corpus_is_a_user_error(tiny_model_dir, task_dir):
     with pytest.raises(AdaptError) as caught:
         get_runner("cpt")(spec_for("cpt", tiny_model_dir, task_dir))
     assert str(caught.value.file).endswith("corpus.jsonl")  # named by the corpus reader or by run_training
+
+
+@pytest.mark.parametrize("prompt_format", ["plain", "chat"])
+def test_the_prompt_trained_on_is_the_prompt_scored(prompt_format, tiny_model_dir, task_dir, monkeypatch):
+    """Whatever the format, each eval prompt the scorer sees is, for the same example, exactly the prompt of the
+    (prompt, completion) pair the trainer was given."""
+    from runners import common, training
+    from base.data import load_examples
+    from runners.prompting import training_pair
+
+    spec = spec_for("lora", tiny_model_dir, task_dir)
+    spec.task = spec.task.model_copy(update={"prompt_format": prompt_format, "eval": task_dir / "train.jsonl",
+                                             "eval_limit": None})
+    seen: dict[str, list] = {}
+    real_train, real_score = training.train, common.score
+
+    def spy_train(model, tokenizer, pairs, *args, **kwargs):
+        seen["pairs"] = list(pairs) + list(kwargs.get("eval_pairs") or [])
+        seen["tokenizer"] = tokenizer
+        return real_train(model, tokenizer, pairs, *args, **kwargs)
+
+    def spy_score(spec, model, tokenizer, data, prompts, calibration=None):
+        seen["prompts"] = list(prompts)
+        return real_score(spec, model, tokenizer, data, prompts, calibration)
+
+    monkeypatch.setattr(training, "train", spy_train)
+    monkeypatch.setattr(common, "score", spy_score)
+    get_runner("lora")(spec)
+    trained_prompts = {prompt for prompt, _ in seen["pairs"]}
+    assert set(seen["prompts"]) == trained_prompts  # eval = train file here: the same examples on both sides
+    example = load_examples(task_dir / "train.jsonl")[0]
+    prompt, completion = training_pair(seen["tokenizer"], spec.task, example, ["negative", "positive"])
+    assert prompt in seen["prompts"]
+    assert (prompt.endswith("<|im_start|>assistant\n") if prompt_format == "chat" else prompt.endswith("Label:"))
