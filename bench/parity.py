@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from parity_plain import add_settings
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,16 +43,7 @@ def plan(args: argparse.Namespace, data: Path, output: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--eval-limit", type=int, default=100)
-    parser.add_argument("--train-limit", type=int, default=400)
-    parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--r", type=int, default=8)
-    parser.add_argument("--alpha", type=int, default=16)
-    parser.add_argument("--dropout", type=float, default=0.05)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=1)
+    add_settings(parser)
     parser.add_argument("--only", nargs="+", default=["zero_shot", "few_shot", "lora"], choices=["zero_shot", "few_shot", "lora"])
     parser.add_argument("--tolerance", type=float, default=0.03)
     parser.add_argument("--workdir", help="keep the product's results here (default: a temporary folder)")

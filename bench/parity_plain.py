@@ -96,10 +96,8 @@ def train_lora(model, tokenizer, train, args):
     return model, losses
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="folder with train.jsonl and eval.jsonl ({text, label})")
-    parser.add_argument("--model", required=True, help="a local Hugging Face model folder")
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """The settings both sides of the parity check share (bench/parity.py passes them to each)."""
     parser.add_argument("--eval-limit", type=int, default=100)
     parser.add_argument("--train-limit", type=int, default=400)
     parser.add_argument("--k", type=int, default=4)
@@ -110,6 +108,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="folder with train.jsonl and eval.jsonl ({text, label})")
+    parser.add_argument("--model", required=True, help="a local Hugging Face model folder")
+    add_settings(parser)
     parser.add_argument("--skip", nargs="*", default=[], choices=["zero_shot", "few_shot", "lora"])
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
