@@ -1,9 +1,14 @@
 """Estimates before running: peak memory, training time and dollars per strategy, from a model's shape alone.
 
-Memory = weights + what training keeps per trainable parameter (grads, AdamW moments) + activations + logits.
-Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient checkpointing) / (peak x MFU).
+Memory = weights + optimizer moments + the larger of (activations + logits) during backward and the gradients at
+the optimizer step (both at once with gradient accumulation), times the caching allocator's reserve on a GPU.
+Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient checkpointing) / (peak x MFU), with
+the MFU of the GPU's class falling off for small micro-batches, plus the optimizer step's memory traffic.
 Queries pay for their extra prompt tokens (few-shot demos, retrieved passages); adapters pay none.
 Pure arithmetic, no torch: `adapt advise` runs it before anything is downloaded.
+
+The GPU constants below were checked against published peaks and throughputs (bench/data/published_training_peaks.csv,
+bench/estimate_vs_published.py); the rows marked `fit` there set them, the `holdout` rows test them.
 """
 from __future__ import annotations
 
@@ -16,15 +21,22 @@ from advisor.hardware import GIB, Device
 
 ADAPTERS = ("lora", "qlora", "ia3", "prompt_tuning")
 FULL_WEIGHTS = ("full_ft", "cpt")
-LOGIT_BYTES = 12  # per logit: the logits, their fp32 log-softmax and its gradient
+# Fitted to the `fit:memory` rows of bench/data/published_training_peaks.csv (torchtune Llama-3.2-3B on an A100, the
+# rows where only that setting changes); bench/estimate_vs_published.py --fit re-derives them.
+LOGIT_BYTES = 12.5  # per logit, plain cross-entropy: bf16 logits, their fp32 upcast and log-softmax, the gradient
+LOGIT_BYTES_CHUNKED = 1.25  # per logit, chunked cross-entropy (torchtune CEWithChunkedOutputLoss, compiled): an
+# effective figure below the bf16 logits' own 2 bytes, fitted over the full-FT and the LoRA row (see the bench)
+COMPILE_ACTIVATION_FACTOR = 0.7  # torch.compile fuses norms and SiLU*up, so fewer intermediates are kept for backward
+LOGIT_BYTES_HOST = 12  # fp32 on a CPU host: logits, log-softmax, gradient (with HOST_ACTIVATION_FACTOR)
 NF4_BYTES = 0.5 + 1 / 64  # 4-bit weights + absmax per 64-block, itself 8-bit with double quant
 NF4_BYTES_SINGLE_QUANT = 0.5 + 4 / 64
-ALLOCATOR_OVERHEAD = 1.05  # GPU caching-allocator fragmentation on top of what tensors hold
+ALLOCATOR_OVERHEAD = 1.05  # GPU: what the caching allocator reserves (nvidia-smi, OOM) over what tensors hold (a prior)
 # On a CPU host peak memory is process RSS: malloc arenas keep freed mid-size blocks and the optimizer makes
-# per-parameter temporaries. Fitted to SmolLM2-135M fp32 runs on the build machine (full FT b1x64: RSS 2971 MB,
-# LoRA b2x128: 1856 MB, runtime baseline subtracted).
+# per-parameter temporaries. Fitted to SmolLM2-135M fp32 runs on the build machine (see bench/estimate_vs_measured.py).
 HOST_STATE_FACTOR = 1.3
 HOST_ACTIVATION_FACTOR = 1.75
+HOST_RUNTIME_BYTES = 435 * 2**20  # the Python + torch + transformers + peft runtime inside a CPU run's RSS
+PROMPT_TEMPLATE_TOKENS = 50  # chat template + instruction around each example (SmolLM2, SST-2: 75.3 tokens a pair vs 24.4 of text+label)
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,12 @@ class TrainSetup:
     num_virtual_tokens: int = 16
     double_quant: bool = True
     host: bool = False  # training on a CPU host (peak is RSS) rather than a GPU
+    lora_dropout: bool = True  # a dropout on each adapter input keeps a copy of it (adaptlab's default 0.05)
+    compile: bool = False  # torch.compile
+    loss: str = "full"  # full | chunked (cross-entropy over vocabulary chunks, never the whole fp32 logits)
+    activation_offloading: bool = False  # checkpointed layer inputs kept in host RAM
+    grad_accum: int = 1  # gradients live through the next micro-batch's forward and backward when > 1
+    adapter_precision: str = "fp32"  # PEFT upcasts adapters to fp32; torchtune and LitGPT keep them in bf16
 
     @property
     def compute_bytes(self) -> int:
@@ -146,17 +164,27 @@ class Memory:
     """Peak memory broken down, in bytes (GiB for display)."""
 
     weights: float
-    training_state: float = 0.0  # grads + optimizer moments (+ fp32 master copy)
+    training_state: float = 0.0  # optimizer moments (+ fp32 master copy): resident all along
     activations: float = 0.0
     logits: float = 0.0
     host: bool = False
+    gradients: float = 0.0  # the full set exists at the optimizer step, after activations are freed
+    gradients_with_activations: bool = False  # gradient accumulation (or adapters): both at once
+    runtime: float = 0.0  # process baseline counted in a host's RSS
+
+    @property
+    def allocated(self) -> float:
+        """What tensors hold at the peak: backward (activations + logits) or the optimizer step (gradients)."""
+        transient = self.activations + self.logits
+        working = transient + self.gradients if self.gradients_with_activations else max(transient, self.gradients)
+        return self.weights + self.training_state + working
 
     @property
     def total(self) -> float:
         if self.host:
-            return (self.weights + self.training_state * HOST_STATE_FACTOR
+            return (self.runtime + self.weights + (self.training_state + self.gradients) * HOST_STATE_FACTOR
                     + (self.activations + self.logits) * HOST_ACTIVATION_FACTOR)
-        return (self.weights + self.training_state + self.activations + self.logits) * ALLOCATOR_OVERHEAD
+        return self.allocated * ALLOCATOR_OVERHEAD
 
     @property
     def total_gib(self) -> float:
@@ -189,40 +217,76 @@ def weight_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     return shape.params * (4 if setup.precision in ("fp32", "mixed") else 2)
 
 
-def training_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
-    """Gradients and AdamW moments. Adapters are kept in fp32 by PEFT, so they cost 16 bytes each."""
+MOMENT_BYTES = {"adamw": None, "adamw_8bit": 2, "paged_adamw_8bit": 0}  # None: two moments in the weights' precision
+
+
+def optimizer_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """AdamW moments (+ the fp32 master copy in mixed precision). Adapters are kept in fp32 by PEFT: 8 bytes each.
+    Paged 8-bit moments live in CUDA unified memory, paged to host RAM under pressure: not on the device's count.
+    Adapters keep their moments in their own precision (fp32 in PEFT: 8 bytes each)."""
     n = trainable_params(shape, setup)
     if setup.strategy not in FULL_WEIGHTS:
-        return n * 16.0
-    moments = {"adamw": 2 * (4 if setup.precision in ("fp32", "mixed") else 2), "adamw_8bit": 2, "paged_adamw_8bit": 0}
-    if setup.optimizer not in moments:
-        raise AdaptError(f"unknown optimizer {setup.optimizer!r}", field="optimizer", hint=f"choose from {list(moments)}")
+        return n * 2 * _adapter_bytes(setup)
+    if setup.optimizer not in MOMENT_BYTES:
+        raise AdaptError(f"unknown optimizer {setup.optimizer!r}", field="optimizer", hint=f"choose from {list(MOMENT_BYTES)}")
+    moment = MOMENT_BYTES[setup.optimizer]
+    if moment is None:
+        moment = 2 * (4 if setup.precision in ("fp32", "mixed") else 2)
+    master = 4 if setup.precision == "mixed" else 0
+    return n * (moment + master)
+
+
+def _adapter_bytes(setup: TrainSetup) -> int:
+    return 4 if setup.adapter_precision == "fp32" else 2
+
+
+def gradient_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """The full gradient set, or only the largest tensor's when each parameter steps as its gradient arrives."""
+    n = trainable_params(shape, setup)
+    if setup.strategy not in FULL_WEIGHTS:
+        return n * 2 * _adapter_bytes(setup)  # adapter gradients + the adapter weights (not counted in the base)
     grad = 4 if setup.precision in ("fp32", "mixed") else 2
-    biggest = max(shape.vocab * shape.hidden, max(a * b for a, b in shape.linears().values()))
-    grads = biggest * grad if setup.optimizer_in_backward else n * grad
-    return grads + n * moments[setup.optimizer]
+    if setup.optimizer_in_backward:
+        return max(shape.vocab * shape.hidden, max(a * b for a, b in shape.linears().values())) * grad
+    return n * grad
+
+
+def training_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """Gradients and optimizer moments together."""
+    return optimizer_state_bytes(shape, setup) + gradient_bytes(shape, setup)
 
 
 def activation_bytes_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
     """What autograd keeps per token in one decoder layer (SDPA attention: no seq x seq score matrix)."""
     h, q, kv, i, a = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate, setup.compute_bytes
     kept = a * (4 * h + 3 * q + 3 * kv + 4 * i) + 8 * h  # residuals, q/k/v (+RoPE copies), MLP, fp32 norm inputs
-    if setup.strategy in ("lora", "qlora"):  # dropout on each adapter's input keeps a copy
+    if setup.strategy in ("lora", "qlora") and setup.lora_dropout:  # dropout on each adapter's input keeps a copy
         kept += a * sum(shape.linears()[t][0] for t in setup.targets)
-    if setup.strategy not in FULL_WEIGHTS and "down_proj" not in setup.targets:
+    if setup.strategy not in FULL_WEIGHTS and setup.strategy != "ia3" and "down_proj" not in setup.targets:
         kept -= a * i  # a frozen down-projection needs no copy of its input for a weight gradient
-    return kept
+    return kept * (COMPILE_ACTIVATION_FACTOR if setup.compile else 1.0)
+
+
+def tokens_per_batch(setup: TrainSetup) -> int:
+    """Tokens in one micro-batch of full rows; prompt tuning prefixes every row with its virtual tokens."""
+    extra = setup.num_virtual_tokens if setup.strategy == "prompt_tuning" else 0
+    return setup.batch * (setup.seq_len + extra)
 
 
 def training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
-    tokens = setup.seq_len * setup.batch
+    tokens = tokens_per_batch(setup)
     per_layer = activation_bytes_per_token_layer(shape, setup)
-    if setup.grad_checkpointing:  # layer inputs only, and one layer recomputed at a time
-        activations = tokens * (shape.layers * shape.hidden * setup.compute_bytes + per_layer)
+    if setup.grad_checkpointing:  # layer inputs (unless offloaded to host RAM), and one layer recomputed at a time
+        kept = 0 if setup.activation_offloading else shape.layers * shape.hidden * setup.compute_bytes
+        activations = tokens * (kept + per_layer)
     else:
         activations = tokens * shape.layers * per_layer
-    return Memory(weights=weight_bytes(shape, setup), training_state=training_state_bytes(shape, setup),
-                  activations=activations, logits=tokens * shape.vocab * LOGIT_BYTES, host=setup.host)
+    logit_bytes = LOGIT_BYTES_HOST if setup.host else LOGIT_BYTES_CHUNKED if setup.loss == "chunked" else LOGIT_BYTES
+    adapters = setup.strategy not in FULL_WEIGHTS
+    return Memory(weights=weight_bytes(shape, setup), training_state=optimizer_state_bytes(shape, setup),
+                  activations=activations, logits=tokens * shape.vocab * logit_bytes, host=setup.host,
+                  gradients=gradient_bytes(shape, setup), gradients_with_activations=adapters or setup.grad_accum > 1,
+                  runtime=HOST_RUNTIME_BYTES if setup.host else 0.0)
 
 
 def inference_memory(shape: ModelShape, precision: str = "bf16", seq_len: int = 1024, batch: int = 1,
@@ -233,7 +297,7 @@ def inference_memory(shape: ModelShape, precision: str = "bf16", seq_len: int = 
     kv_cache = 2 * shape.layers * shape.kv_dim * a * tokens
     prefill = tokens * a * (2 * shape.hidden + 3 * shape.intermediate)
     return Memory(weights=weight_bytes(shape, setup), activations=kv_cache + prefill, logits=batch * shape.vocab * 4,
-                  host=host)
+                  host=host, runtime=HOST_RUNTIME_BYTES if host else 0.0)
 
 
 # --- time and money --------------------------------------------------------------------------------------
@@ -250,11 +314,40 @@ def train_flops_per_token(shape: ModelShape, strategy: str, seq_len: int, grad_c
 
 
 QLORA_SLOWDOWN = 1.3  # dequantising nf4 weights on every matmul
+MFU_HALF_TOKENS = 256  # micro-batch (tokens) at which a GPU step reaches half its large-batch MFU: a prior, not fitted (the table has one micro-batch size per GPU)
 
 
-def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device) -> float:
+def gpu_mfu(device: Device, tokens_per_step: float) -> float:
+    """Small micro-batches leave a GPU's tensor cores idle between kernels: MFU x T / (T + T_half)."""
+    if not device.is_gpu:
+        return device.mfu
+    return device.mfu * tokens_per_step / (tokens_per_step + MFU_HALF_TOKENS)
+
+
+OPTIMIZER_ACCESSES = 23  # tensor reads + writes per parameter of a foreach AdamW step (lerp, mul, addcmul, sqrt, div,
+# add eps, addcdiv, weight decay) and gradient-norm clipping (norm, scale), each over the parameter's precision
+
+
+def optimizer_step_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """Memory traffic of one optimizer step (memory-bound: it reads and writes every trainable parameter's state)."""
+    n = trainable_params(shape, setup)
+    if setup.strategy not in FULL_WEIGHTS:
+        return n * OPTIMIZER_ACCESSES * _adapter_bytes(setup)
+    return n * OPTIMIZER_ACCESSES * (4 if setup.precision in ("fp32", "mixed") else 2)
+
+
+def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device,
+                  tokens_per_step: float | None = None) -> float:
+    """Compute at the device's MFU for this micro-batch, plus one optimizer step per `tokens_per_step` x accumulation.
+    `tokens_per_step` defaults to full rows (packing): batch x sequence length."""
+    per_step = tokens_per_step or tokens_per_batch(setup)
     flops = tokens * train_flops_per_token(shape, setup.strategy, setup.seq_len, setup.grad_checkpointing)
-    seconds = flops / device.train_flops_per_s
+    if setup.strategy == "prompt_tuning":  # every row also carries the virtual tokens through the whole model
+        flops *= (setup.seq_len + setup.num_virtual_tokens) / setup.seq_len
+    seconds = flops / (device.tflops * 1e12 * gpu_mfu(device, per_step))
+    if device.is_gpu and device.bandwidth_gbs:
+        steps = tokens / per_step / max(setup.grad_accum, 1)
+        seconds += steps * optimizer_step_bytes(shape, setup) / (device.bandwidth_gbs * 1e9)
     return seconds * (QLORA_SLOWDOWN if setup.strategy == "qlora" else 1.0)
 
 

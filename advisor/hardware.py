@@ -1,8 +1,10 @@
 """Hardware the estimates run against: a table of common GPUs and the local CPU, measured once and cached.
 
-Figures are dense bf16 tensor-core TFLOPs (fp16 for the T4, which has no bf16) and typical on-demand cloud
-prices; `mfu` is the fraction of peak a fine-tuning loop reaches in practice. No torch here: the CPU figure comes
-from a numpy matmul, which uses the same BLAS class of kernels torch uses on CPU.
+Figures are dense bf16 tensor-core TFLOPs (fp16 for the T4, which has no bf16) and memory bandwidth from NVIDIA's
+datasheets, and typical on-demand cloud prices; `mfu` is the fraction of peak a fine-tuning loop reaches on large
+micro-batches, one figure per GPU class (architecture), fitted to published tokens/s
+(bench/data/published_training_peaks.csv). No torch here: the CPU figure comes from a numpy matmul, which uses the
+same BLAS class of kernels torch uses on CPU.
 """
 from __future__ import annotations
 
@@ -24,22 +26,40 @@ class Device:
     usd_per_hour: float
     mfu: float  # share of `tflops` a training step reaches
     is_gpu: bool = True
+    bandwidth_gbs: float = 0.0  # memory bandwidth (GB/s): the optimizer step is bound by it
+    arch: str = ""  # GPU class the MFU was fitted per
 
     @property
     def train_flops_per_s(self) -> float:
         return self.tflops * 1e12 * self.mfu
 
 
+# `mfu` (large micro-batch) is fitted per GPU class to one published tokens/s row each, the other rows on that GPU
+# held out (bench/estimate_vs_published.py --fit): RTX 4090 (torchtune Llama-3.1-8B LoRA), A100 (torchtune
+# Llama-3.2-3B full + compile; the 40 GB card has the same chip), L40S (PEFT Llama-3.2-3B LoRA r32). T4, L4, A10G,
+# H100 and H200 have no published row in the table: their figures are priors, and `advise` says so.
 GPUS: dict[str, Device] = {d.name: d for d in (
-    Device("T4", 15.0, 65, 0.35, 0.25),
-    Device("L4", 22.5, 121, 0.80, 0.30),
-    Device("A10G", 22.5, 70, 1.00, 0.35),
-    Device("RTX-4090", 24.0, 165, 0.40, 0.35),
-    Device("A100-40GB", 40.0, 312, 1.50, 0.40),
-    Device("A100-80GB", 80.0, 312, 1.90, 0.40),
-    Device("H100", 80.0, 989, 3.00, 0.35),
-    Device("H200", 141.0, 989, 3.80, 0.35),
+    Device("T4", 15.0, 65, 0.35, 0.25, bandwidth_gbs=320, arch="turing"),
+    Device("L4", 22.5, 121, 0.80, 0.30, bandwidth_gbs=300, arch="ada"),
+    Device("A10G", 22.5, 70, 1.00, 0.35, bandwidth_gbs=600, arch="ampere"),
+    Device("RTX-4090", 24.0, 165, 0.40, 0.926, bandwidth_gbs=1008, arch="ada"),
+    Device("A100-40GB", 40.0, 312, 1.50, 0.691, bandwidth_gbs=1555, arch="ampere"),
+    Device("A100-80GB", 80.0, 312, 1.90, 0.691, bandwidth_gbs=2039, arch="ampere"),
+    Device("H100", 80.0, 989, 3.00, 0.35, bandwidth_gbs=3350, arch="hopper"),
+    Device("H200", 141.0, 989, 3.80, 0.35, bandwidth_gbs=4800, arch="hopper"),
 )}
+# GPUs that published reference runs used but that have no price here (not offered by `advise`).
+REFERENCE_GPUS: dict[str, Device] = {d.name: d for d in (
+    Device("L40S", 48.0, 362, 0.0, 0.338, bandwidth_gbs=864, arch="ada"),
+)}
+CHECKED_MEMORY = ("RTX-4090", "A100-40GB", "A100-80GB", "L40S")  # GPUs with published peaks in the table
+CHECKED_TIME = ("RTX-4090", "A100-80GB", "L40S")  # GPUs with published tokens/s in the table
+
+
+def checked_gpus() -> dict[str, list[str]]:
+    """The GPUs the memory and the time estimates were held against published runs on (for `advise` to say so)."""
+    return {"memory": list(CHECKED_MEMORY), "time": list(CHECKED_TIME)}
+
 
 CPU_MFU = 0.42  # share of the matmul benchmark a CPU training step reaches; fitted to the demo's LoRA and full-FT runs
 CACHE_FILE = "hardware.json"

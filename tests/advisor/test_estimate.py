@@ -114,8 +114,12 @@ def test_training_time_follows_flops_per_token():
     assert full / lora == pytest.approx(1.5, rel=0.05)  # 6N vs 4N
     assert est.train_flops_per_token(shape, "full_ft", 256, True) > full
     h100 = hardware.GPUS["H100"]
-    seconds = est.train_seconds(shape, est.TrainSetup(strategy="full_ft"), 1e6, h100)
-    assert seconds == pytest.approx(1e6 * full / (989e12 * h100.mfu))
+    setup = est.TrainSetup(strategy="full_ft")  # 8 x 256 tokens a step
+    seconds = est.train_seconds(shape, setup, 1e6, h100)
+    compute = 1e6 * full / (989e12 * h100.mfu * 2048 / (2048 + est.MFU_HALF_TOKENS))
+    optimizer = 1e6 / 2048 * est.optimizer_step_bytes(shape, setup) / (h100.bandwidth_gbs * 1e9)
+    assert seconds == pytest.approx(compute + optimizer)
+    assert est.train_seconds(shape, setup, 1e6, h100, tokens_per_step=512) > seconds  # small steps: lower MFU
     assert est.train_seconds(shape, est.TrainSetup(strategy="full_ft"), 1e6, hardware.GPUS["T4"]) > 10 * seconds
     assert est.train_seconds(shape, est.TrainSetup(strategy="qlora"), 1e6, h100) > est.train_seconds(
         shape, est.TrainSetup(strategy="lora"), 1e6, h100)
