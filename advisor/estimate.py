@@ -351,6 +351,18 @@ def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: D
     return seconds * (QLORA_SLOWDOWN if setup.strategy == "qlora" else 1.0)
 
 
+CHECKPOINT_BYTES_PER_S = 400e6  # writing an epoch checkpoint (trainable weights + optimizer state) to local disk
+
+
+def epoch_overhead_seconds(shape: ModelShape, setup: TrainSetup, workload: "Workload", device: Device) -> float:
+    """What the training loop adds to its optimizer steps: the held-out eval loss (a forward pass, 2N a token) and
+    an epoch checkpoint of the trainable weights and their two moments (fp32)."""
+    eval_flops = workload.held_out_tokens * 2 * shape.compute_params
+    eval_seconds = eval_flops / (device.tflops * 1e12 * gpu_mfu(device, tokens_per_batch(setup)))
+    checkpoint = trainable_params(shape, setup) * 12 * max(1.0, workload.epochs) / CHECKPOINT_BYTES_PER_S
+    return eval_seconds + checkpoint
+
+
 def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> list[str]:
     return [d.name for d in devices if memory.total_gib <= d.memory_gib * headroom]
 
@@ -359,7 +371,9 @@ def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> li
 class Workload:
     """What the user's task costs in tokens: training data, corpus, and the shape of a served query."""
 
-    train_tokens: float = 0.0  # labelled examples x tokens each x epochs
+    train_tokens: float = 0.0  # labelled examples trained on x tokens each x epochs
+    held_out_tokens: float = 0.0  # examples held out for the per-epoch eval loss x tokens each x epochs
+    epochs: float = 1.0
     corpus_tokens: float = 0.0  # continued pre-training reads the corpus once
     query_tokens: int = 60  # the task prompt itself, paid by every strategy
     output_tokens: int = 8
@@ -384,6 +398,25 @@ class Workload:
         return prompt * self.usd_per_1m_input_tokens + self.output_tokens * self.usd_per_1m_output_tokens
 
 
+# Expected error of the estimates: the |relative error| 80% of the reference rows stay within, for GPUs over the
+# published runs (bench/estimate_vs_published.py), for a CPU host over the demo's runs (bench/estimate_vs_measured.py).
+# tests/advisor/test_estimate_vs_published.py re-derives the GPU figures from the table and fails if they drift.
+ERROR_BANDS = {"gpu": {"memory": 9.0, "time": 15.0}, "cpu": {"memory": 15.0, "time": 15.0}}
+UNCHECKED_BAND_FACTOR = 2.0  # a GPU with no published row in the table: twice the band
+
+
+def error_band(device: Device, quantity: str) -> float:
+    """± percent to show beside a memory or time estimate on `device`."""
+    from advisor.hardware import checked_gpus
+
+    if not device.is_gpu:
+        return ERROR_BANDS["cpu"][quantity]
+    checked = checked_gpus()["memory" if quantity == "memory" else "time"]
+    gpu_name = device.name.split("x ", 1)[-1]  # "1x RTX-4090" -> "RTX-4090"
+    band = ERROR_BANDS["gpu"][quantity]
+    return band if gpu_name in checked else band * UNCHECKED_BAND_FACTOR
+
+
 @dataclass
 class StrategyEstimate:
     strategy: str
@@ -395,6 +428,8 @@ class StrategyEstimate:
     trainable_params: int
     fits: list[str] = field(default_factory=list)
     device: str = ""
+    memory_band_pct: float = 0.0  # expected |error| of peak_memory_gib (see ERROR_BANDS)
+    time_band_pct: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -422,6 +457,8 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
         if part in ADAPTERS or part in FULL_WEIGHTS:
             tokens = workload.corpus_tokens if part == "cpt" else workload.train_tokens
             seconds += train_seconds(shape, part_setup, tokens, device)
+            if part != "cpt":
+                seconds += epoch_overhead_seconds(shape, part_setup, workload, device)
             trainable = max(trainable, trainable_params(shape, part_setup))
     peak = peak_memory(strategy, shape, setup, workload)
     on_gpu = peak_memory(strategy, shape, replace(setup, precision="bf16", host=False), workload)
@@ -431,4 +468,5 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
         strategy=strategy, peak_memory_gib=peak.total_gib, train_hours=hours, usd_train=hours * device.usd_per_hour,
         usd_per_1m_queries=workload.usd_per_1m_queries(strategy), extra_prompt_tokens=workload.extra_prompt_tokens(strategy),
         trainable_params=trainable, fits=fits, device=device.name,
+        memory_band_pct=error_band(device, "memory"), time_band_pct=error_band(device, "time"),
     )

@@ -175,6 +175,12 @@ def median_abs(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def p80_abs(values: list[float | None]) -> float | None:
+    """The |error| that 80% of the rows stay within: the band `advise` shows (advisor.estimate.ERROR_BANDS)."""
+    present = sorted(abs(v) for v in values if v is not None)
+    return present[min(len(present) - 1, int(0.8 * len(present)))] if present else None
+
+
 def evaluate(rows: list[Row], with_accelerate: bool = True) -> dict:
     """Per row: each estimator's figure and signed error; per estimator: median |error| (all rows, and held-out)."""
     estimators = {"ours": ours, "bytes/param": rule_bytes_per_param, "static": rule_static}
@@ -193,10 +199,12 @@ def evaluate(rows: list[Row], with_accelerate: bool = True) -> dict:
             "all": median_abs([t["errors"][name] for t in table]),
             "holdout": median_abs([t["errors"][name] for t in table if "memory" not in t["row"].role]),
             "rows": sum(t["errors"][name] is not None for t in table),
+            "p80": p80_abs([t["errors"][name] for t in table]),
         }
     summary["time"] = {"all": median_abs([t["time_error"] for t in table]),
                        "holdout": median_abs([t["time_error"] for t in table if "time" not in t["row"].role]),
-                       "rows": sum(t["time_error"] is not None for t in table)}
+                       "rows": sum(t["time_error"] is not None for t in table),
+                       "p80": p80_abs([t["time_error"] for t in table])}
     return {"table": table, "summary": summary, "estimators": list(estimators)}
 
 
@@ -264,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names + ["time"]:
         s = result["summary"][name]
         label = "ours: time (s per token)" if name == "time" else name
-        print(f"  {label:<26} {_cell(s['all'], '5.1f')}% / {_cell(s['holdout'], '5.1f')}%  over {s['rows']} rows")
+        print(f"  {label:<26} {_cell(s['all'], '5.1f')}% / {_cell(s['holdout'], '5.1f')}%  over {s['rows']} rows"
+              f"  (80% of rows within ±{_cell(s['p80'], '.1f')}%)")
     worst = max(abs(e["errors"]["ours"]) for e in result["table"])
     worst_time = max((abs(e["time_error"]) for e in result["table"] if e["time_error"] is not None), default=0.0)
     print(f"Targets: ours median <= {MEMORY_TARGET_MEDIAN:g}% (got {result['summary']['ours']['all']:.1f}%), "
