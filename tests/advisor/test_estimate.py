@@ -164,10 +164,14 @@ def test_cpu_benchmark_is_measured_once_and_cached(monkeypatch, fixed_cpu_benchm
     fixed_cpu_benchmark.unlink()
     first = hardware.cpu_gflops()
     assert first > 0.1
-    monkeypatch.setattr(hardware, "measure_cpu_gflops", lambda: pytest.fail("measured twice"))
-    assert hardware.cpu_gflops() == first
+    readings = iter([first / 20, first * 1.1])  # a busy moment, then a quieter one
+    monkeypatch.setattr(hardware, "measure_cpu_gflops", lambda: next(readings))
+    assert hardware.cpu_gflops() == first  # the busy reading does not lower the figure
+    assert hardware.cpu_gflops() == pytest.approx(first * 1.1)  # the best of CPU_SAMPLES readings
+    monkeypatch.setattr(hardware, "measure_cpu_gflops", lambda: pytest.fail("measured more than CPU_SAMPLES times"))
+    assert hardware.cpu_gflops() == pytest.approx(first * 1.1)
     cpu = hardware.local_cpu()
-    assert not cpu.is_gpu and cpu.memory_gib > 0.5 and cpu.tflops == pytest.approx(first / 1000)
+    assert not cpu.is_gpu and cpu.memory_gib > 0.5 and cpu.tflops == pytest.approx(first * 1.1 / 1000)
 
 
 def test_gpu_lookup_ignores_case_and_punctuation():
