@@ -127,10 +127,12 @@ def trains(strategy: str) -> bool:
 
 def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
     """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
-    base = est.TrainSetup(seq_len=max_length_for(answers), batch=PLAN_BATCH, precision="bf16" if device.is_gpu else "fp32",
+    load, estimates, checkpointing = workload(answers), {}, {}
+    seq_len = max_length_for(answers)
+    rows = math.ceil(load.train_tokens / max(load.epochs, 1e-9) / seq_len)  # packed rows in one epoch
+    base = est.TrainSetup(seq_len=seq_len, batch=max(1, min(PLAN_BATCH, rows)), precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
-    load, estimates, checkpointing = workload(answers), {}, {}
     for strategy in STRATEGIES:
         estimate = est.estimate_strategy(strategy, shape, base, load, device, candidates)
         if estimate.peak_memory_gib > device.memory_gib * 0.95 and trains(strategy):
