@@ -345,7 +345,7 @@ def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: D
     if setup.strategy == "prompt_tuning":  # every row also carries the virtual tokens through the whole model
         flops *= (setup.seq_len + setup.num_virtual_tokens) / setup.seq_len
     seconds = flops / (device.tflops * 1e12 * gpu_mfu(device, per_step))
-    if device.is_gpu and device.bandwidth_gbs:
+    if device.bandwidth_gbs:
         steps = tokens / per_step / max(setup.grad_accum, 1)
         seconds += steps * optimizer_step_bytes(shape, setup) / (device.bandwidth_gbs * 1e9)
     return seconds * (QLORA_SLOWDOWN if setup.strategy == "qlora" else 1.0)
