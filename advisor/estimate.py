@@ -32,9 +32,10 @@ NF4_BYTES = 0.5 + 1 / 64  # 4-bit weights + absmax per 64-block, itself 8-bit wi
 NF4_BYTES_SINGLE_QUANT = 0.5 + 4 / 64
 ALLOCATOR_OVERHEAD = 1.05  # GPU: what the caching allocator reserves (nvidia-smi, OOM) over what tensors hold (a prior)
 # On a CPU host peak memory is process RSS: malloc arenas keep freed mid-size blocks and the optimizer makes
-# per-parameter temporaries. Fitted to SmolLM2-135M fp32 runs on the build machine (see bench/estimate_vs_measured.py).
+# per-parameter temporaries. HOST_ACTIVATION_FACTOR is fitted to the demo plan's LoRA run (batch 4 x 128: 2543 MiB
+# RSS) and held out on the advised plan's runs (batch 8 x 256), bench/data/cpu_runs; HOST_STATE_FACTOR to full FT.
 HOST_STATE_FACTOR = 1.3
-HOST_ACTIVATION_FACTOR = 1.75
+HOST_ACTIVATION_FACTOR = 1.53
 HOST_RUNTIME_BYTES = 435 * 2**20  # the Python + torch + transformers + peft runtime inside a CPU run's RSS
 PROMPT_TEMPLATE_TOKENS = 50  # chat template + instruction around each example (SmolLM2, SST-2: 75.3 tokens a pair vs 24.4 of text+label)
 
@@ -282,6 +283,8 @@ def training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
     else:
         activations = tokens * shape.layers * per_layer
     logit_bytes = LOGIT_BYTES_HOST if setup.host else LOGIT_BYTES_CHUNKED if setup.loss == "chunked" else LOGIT_BYTES
+    if setup.host and setup.strategy == "qlora":  # bitsandbytes on CPU: each layer's weights dequantized for its matmuls
+        activations += shape.layers * shape.layer_linear_params * setup.compute_bytes
     adapters = setup.strategy not in FULL_WEIGHTS
     return Memory(weights=weight_bytes(shape, setup), training_state=optimizer_state_bytes(shape, setup),
                   activations=activations, logits=tokens * shape.vocab * logit_bytes, host=setup.host,
