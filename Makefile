@@ -46,6 +46,7 @@ bench: provision
 	$(BIN)/python bench/eval_throughput.py
 	$(BIN)/python bench/rag_bench.py
 	$(BIN)/python bench/estimate_vs_measured.py $(RESULTS)
+	$(BIN)/python bench/estimate_vs_published.py
 
 clean:
 	rm -rf $(VENV) results

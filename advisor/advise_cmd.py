@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from advisor.engine import Recommendation, recommend, rerank
-from advisor.hardware import GPUS
+from advisor.hardware import GPUS, checked_gpus
 from advisor.questions import QUESTIONS, Answers, Question, apply_sets, display, load_answers, parse_value
 from advisor.rules import describe
 from base.errors import AdaptError
@@ -119,16 +119,31 @@ def fits_summary(fits: list[str]) -> str:
     return text + (", CPU" if "CPU" in fits else "")
 
 
+def band(percent: float) -> str:
+    return f" ±{percent:.0f}%" if percent else ""
+
+
+def checked_note() -> str:
+    """Where the ± bands come from, and which GPUs the estimates were (not) held against."""
+    checked = checked_gpus()
+    unchecked = [name for name in GPUS if name not in checked["memory"]]
+    return (f"± : the error 80% of reference runs stay within. GPU memory checked against published runs on "
+            f"{', '.join(checked['memory'])}; time on {', '.join(checked['time'])} (bench/estimate_vs_published.py); "
+            f"{', '.join(unchecked)} unchecked (band doubled). CPU: the demo's runs (bench/estimate_vs_measured.py).")
+
+
 def render(rec: Recommendation, plan_out: Path, console: Console) -> None:
     table = Table(title=f"Recommendation (time and $ on {rec.device})", title_justify="left")
     for column in ("#", "strategy", "score", "memory", "train time", "$ train", "$ / 1M queries", "fits on"):
         table.add_column(column, justify="right" if column in ("#", "score", "memory", "$ train", "$ / 1M queries") else "left")
     for rank, (strategy, points) in enumerate(rec.ranking, 1):
         e = rec.estimates[strategy]
-        table.add_row(str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB", human_time(e.train_hours),
+        table.add_row(str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB{band(e.memory_band_pct)}",
+                      human_time(e.train_hours) + (band(e.time_band_pct) if e.train_hours > 0 else ""),
                       dollars(e.usd_train), dollars(e.usd_per_1m_queries), fits_summary(e.fits),
                       style="bold green" if rank == 1 else None)
     console.print(table)
+    console.print(f"[dim]{checked_note()}[/]")
     console.print(f"Top pick: [bold green]{rec.top}[/] — {describe(rec.top)}.")
     console.print("[bold]Why[/] (rules that fired, in order):")
     for rule in rec.fired:

@@ -21,6 +21,8 @@ DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
 TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
 OUTPUT_TOKENS_BY_TYPE = {"classification": 4, "qa": 24, "multiple_choice": 4}
 PLAN_CANDIDATES = 4  # strategies the plan compares, besides the zero-shot baseline
+PLAN_BATCH = 8  # micro-batch the plan writes (and the estimates assume)
+HELD_OUT = 0.1  # share of the train examples the training loop holds out for its eval loss (TrainSettings.eval_fraction)
 
 
 @dataclass
@@ -104,10 +106,15 @@ def max_length_for(answers: Answers) -> int:
 
 
 def workload(answers: Answers) -> est.Workload:
+    """Tokens as the plan's training loop sees them: each example inside the chat template and instruction, the
+    held-out share not trained on but scored once an epoch."""
     tokens = example_tokens(answers)
+    per_example = tokens + est.PROMPT_TEMPLATE_TOKENS
+    examples, epochs = answers.labelled_examples or 0, epochs_for(answers)
     return est.Workload(
-        train_tokens=(answers.labelled_examples or 0) * tokens * epochs_for(answers),
-        corpus_tokens=answers.corpus_tokens or 0, query_tokens=tokens,
+        train_tokens=examples * (1 - HELD_OUT) * per_example * epochs,
+        held_out_tokens=examples * HELD_OUT * per_example * epochs, epochs=epochs,
+        corpus_tokens=answers.corpus_tokens or 0, query_tokens=per_example,
         output_tokens=OUTPUT_TOKENS_BY_TYPE.get(answers.task_type or "", 8), example_tokens=tokens,
         few_shot_k=few_shot_k(answers),
         usd_per_1m_input_tokens=answers.usd_per_1m_input_tokens if answers.usd_per_1m_input_tokens is not None else 0.10,
@@ -120,10 +127,12 @@ def few_shot_k(answers: Answers) -> int:
 
 def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
     """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
-    base = est.TrainSetup(seq_len=max_length_for(answers), batch=8, precision="bf16" if device.is_gpu else "fp32",
+    load, estimates, checkpointing = workload(answers), {}, {}
+    seq_len = max_length_for(answers)
+    rows = math.ceil(load.train_tokens / max(load.epochs, 1e-9) / seq_len)  # packed rows in one epoch
+    base = est.TrainSetup(seq_len=seq_len, batch=max(1, min(PLAN_BATCH, rows)), precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
-    load, estimates, checkpointing = workload(answers), {}, {}
     for strategy in strategies():
         estimate = est.estimate_strategy(strategy, shape, base, load, device, candidates)
         if estimate.peak_memory_gib > device.memory_gib * 0.95 and est.trains(strategy):
@@ -207,7 +216,8 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
         return {"strategy": strategy, "top_k": 2 if (answers.context_window or 4096) < 2048 else 3}
     if not entry.trains:
         return {"strategy": strategy}
-    settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers), "batch_size": 8}
+    settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers),
+                      "batch_size": PLAN_BATCH}
     if entry.estimate in ("lora", "qlora"):
         rank = LoraSettings.model_fields["r"].default * (2 if n_examples >= 2000 else 1)
         settings.update(r=rank, alpha=2 * rank)
@@ -228,6 +238,8 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
     """A plan `adapt compare` runs as is; placeholders (and a warning) where the answers name no file."""
     task: dict = {"name": answers.task_name, "type": answers.task_type or "classification",
                   "eval": answers.eval or "data/eval.jsonl"}
+    if answers.labelled_examples:  # train on as many examples as the estimates assumed
+        task["train_limit"] = answers.labelled_examples
     if answers.task_type is None:
         warnings.append("task_type unknown: the plan assumes classification.")
     if answers.eval is None:

