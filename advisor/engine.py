@@ -130,7 +130,9 @@ def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tup
     load, estimates, checkpointing = workload(answers), {}, {}
     seq_len = max_length_for(answers)
     rows = math.ceil(load.train_tokens / max(load.epochs, 1e-9) / seq_len)  # packed rows in one epoch
-    base = est.TrainSetup(seq_len=seq_len, batch=max(1, min(PLAN_BATCH, rows)), precision="bf16" if device.is_gpu else "fp32",
+    # a micro-batch is PLAN_BATCH examples (as Trainer counts them), packed into as few seq_len rows as they fill
+    batch_rows = math.ceil(PLAN_BATCH * min(load.query_tokens, seq_len) / seq_len)
+    base = est.TrainSetup(seq_len=seq_len, batch=max(1, min(batch_rows, rows)), precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
     for strategy in strategies():
@@ -226,9 +228,11 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
     if checkpointing:
         settings["grad_checkpointing"] = True
     if budget is not None and estimate.train_hours > budget:
-        tokens_per_step = settings["max_length"] * settings["batch_size"]
         load = workload(answers)
-        total_steps = (load.corpus_tokens if "corpus" in entry.needs else load.train_tokens) / tokens_per_step
+        if "corpus" in entry.needs:  # raw text cut into max_length windows, batch_size windows a step
+            total_steps = load.corpus_tokens / (settings["max_length"] * settings["batch_size"])
+        else:  # batch_size examples a step, however packing lays them out
+            total_steps = load.train_tokens / load.query_tokens / settings["batch_size"]
         settings["max_steps"] = max(1, math.floor(total_steps * budget / estimate.train_hours))
     return settings
 

@@ -75,18 +75,17 @@ def test_budget_caps_training_steps_in_proportion():
     lora = next(s for s in plan.strategies if s.strategy == "lora")
     estimate = recommendation.estimates["lora"]
     assert estimate.train_hours > 0.01
-    trained = 200_000 * (1 - engine.HELD_OUT) * (100 + est.PROMPT_TEMPLATE_TOKENS)  # held-out share, chat template
-    full_steps = trained * 1.0 / (lora.max_length * lora.batch_size)
+    full_steps = 200_000 * (1 - engine.HELD_OUT) * 1.0 / lora.batch_size  # held-out share; batch_size examples a step
     assert lora.max_steps == int(full_steps * 0.001 / estimate.train_hours)
     assert any("over the 0.001 h budget" in w for w in recommendation.warnings)
-    _, by_dollars = plan_of(Answers(labelled_examples=200_000, gpu="L4", budget_usd=0.0008))  # 0.001 h at $0.80/h
+    _, by_dollars = plan_of(Answers(labelled_examples=200_000, gpu="L4", budget_usd=0.0008, avg_example_tokens=100))  # 0.001 h at $0.80/h
     assert next(s for s in by_dollars.strategies if s.strategy == "lora").max_steps == lora.max_steps
     _, roomy = plan_of(Answers(labelled_examples=200_000, gpu="L4", budget_hours=100))
     assert all(getattr(s, "max_steps", None) is None for s in roomy.strategies)
 
 
 def test_checkpointing_is_switched_on_only_where_it_makes_a_strategy_fit():
-    _, plan = plan_of(Answers(labelled_examples=5000, gpu="T4", model="mistral-7b"))
+    _, plan = plan_of(Answers(labelled_examples=5000, gpu="T4", model="mistral-7b", avg_example_tokens=1500))
     qlora = next(s for s in plan.strategies if s.strategy == "qlora")
     assert qlora.grad_checkpointing is True
     _, roomy = plan_of(Answers(labelled_examples=5000, gpu="H200"))
