@@ -80,7 +80,7 @@ def main() -> None:
                                                 batch_size=args.batch_size))
     picks = []
     for row, row_scores in zip(mc, scores):
-        key = (lambda j: row_scores[j] / max(len(row["choices"][j]) + 1, 1)) if normalised else row_scores.__getitem__
+        key = (lambda j: row_scores[j] / max(len(row["choices"][j]), 1)) if normalised else row_scores.__getitem__  # lm-eval: by len(choice)
         picks.append(max(range(len(row_scores)), key=key))
     with task_manager([args.benchmark]) as manager, quiet_lm_eval():
         result, theirs_s = timed(lambda: run_benchmark(lm, args.benchmark, args.mc_limit, manager))
