@@ -1,28 +1,21 @@
 """bench/estimate_vs_measured.py: its pure comparison on hand-made RunResults shaped like `compare` writes them."""
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from advisor import estimate as est
+from tests.advisor.conftest import bench_module
 from advisor.hardware import GPUS
 from base.results import ResultStore, RunResult, RunStatus
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "estimate_vs_measured.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("estimate_vs_measured", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from bench_module("estimate_vs_measured")
 
 
 def lora_run(device: str = "cuda", peak_mb: float = 3000.0, seconds: float = 100.0) -> RunResult:

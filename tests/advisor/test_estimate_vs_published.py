@@ -3,28 +3,20 @@ advisor/estimate.py or advisor/hardware.py that breaks the fit fails here."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from advisor import estimate as est
+from tests.advisor.conftest import bench_module
 from advisor import hardware
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "estimate_vs_published.py"
 SOURCE_COLUMNS = ("source", "repo", "path", "commit", "published")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("estimate_vs_published", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from bench_module("estimate_vs_published")
 
 
 @pytest.fixture(scope="module")
