@@ -33,7 +33,9 @@ def friendly_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from base.errors import AdaptError  # here, not at the top: `adapt --help` loads no plan schema
+        from cli.quiet import quiet_third_party
 
+        quiet_third_party()
         try:
             return command(*args, **kwargs)
         except AdaptError as error:

@@ -145,7 +145,7 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from base.progress import showing
+    from base.progress import LogDisplay, showing
 
     console = console or Console(stderr=True)
     store = ResultStore(plan.output_dir)
@@ -161,7 +161,8 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     # A terminal gets a live table above the bars; a log (CI, a pipe) gets one line per stage and per run.
     live = Live(Group(summary_table(finished, todo), progress), console=console, refresh_per_second=4) \
         if console.is_terminal else nullcontext()
-    with live, showing(progress if console.is_terminal else None):
+    display = progress if console.is_terminal else LogDisplay(console)
+    with live, (nullcontext() if console.is_terminal else display), showing(display):
         for index, spec in enumerate(todo):
             stage = f"run {index + 1}/{len(todo)}: {spec.task.name} · {spec.strategy.name}"
             progress.update(overall, description=stage)

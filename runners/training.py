@@ -288,7 +288,7 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
           loss_on_prompt: bool = False) -> TrainStats:
     """Train `model` in place on (prompt, completion) pairs with `settings` (base.plan.TrainSettings).
 
-    `progress` is an advance(n) callback called once per optimizer step; without one a `base.progress` bar is
+    `progress` is an advance(n, loss=...) callback called once per optimizer step; without one a `base.progress` bar is
     opened. With `checkpoint_dir`, a checkpoint is written after every epoch and a re-run resumes from the last one.
     """
     import torch
@@ -347,7 +347,7 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
                 stats.tokens_seen += sum(b["real_tokens"] for b in window)
                 stats.train_loss.append([stats.steps, round(loss, 5)])
                 stats.learning_rate.append(lr)
-                advance(1)
+                advance(1, loss=loss)
             stats.epochs_done = min(epoch + 1.0, stats.steps / steps_per_epoch)
             held_loss = eval_loss(model, held_out, settings.batch_size, settings.max_length, packed, pad_id, device)
             if held_loss is not None:

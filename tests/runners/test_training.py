@@ -177,7 +177,7 @@ def test_resume_after_crash_continues_from_last_epoch(tiny_tokenizer, tmp_path, 
 
     steps_per_epoch = len(expected.train_loss) // 3
 
-    def crash_in_epoch_two(_n, seen=[0]):
+    def crash_in_epoch_two(_n, seen=[0], **fields):
         seen[0] += 1
         if seen[0] == steps_per_epoch + 1:
             raise Crash
