@@ -28,7 +28,7 @@ def advise_command(answers: Path | None, sets: list[str], results: Path | None, 
         interactive = answers is None and not sets and sys.stdin.isatty()
     if interactive:
         given = ask(given, Console(stderr=as_json))  # with --json, stdout carries only the JSON
-    recommendation = recommend(given)
+    recommendation = recommend(given, plan_dir=Path(plan_out).parent)
     if results is not None:
         recommendation = rerank(recommendation, load_results(results))
     write_plan(recommendation.plan_yaml, plan_out)

@@ -5,7 +5,9 @@ what `compare` measured. Pure functions over data; no torch.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import yaml
 
@@ -23,6 +25,11 @@ OUTPUT_TOKENS_BY_TYPE = {"classification": 4, "qa": 24, "multiple_choice": 4}
 PLAN_CANDIDATES = 4  # strategies the plan compares, besides the zero-shot baseline
 PLAN_BATCH = 8  # micro-batch the plan writes (and the estimates assume)
 HELD_OUT = 0.1  # share of the train examples the training loop holds out for its eval loss (TrainSettings.eval_fraction)
+EVAL_ITEMS = (50, 200, 500)  # eval items a plan scores: fewest, without a budget, most (more narrows the CI little)
+EVAL_BUDGET_SHARE = 0.25  # of the time budget, what scoring every strategy's eval items may take
+SCORING_OVERHEAD_S = 0.05  # per scored item on a CPU: batching, tokenising, Python between kernels (prior)
+CPU_FORGETTING = {"benchmarks": ["arc_easy", "winogrande", "piqa"], "limit": 25}  # what a CPU finishes in minutes
+GPU_FORGETTING = {"limit": 50}  # every benchmark
 
 
 @dataclass
@@ -145,7 +152,9 @@ def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tup
     return estimates, checkpointing
 
 
-def recommend(answers: Answers) -> Recommendation:
+def recommend(answers: Answers, plan_dir: Path = Path(".")) -> Recommendation:
+    """`plan_dir`: the folder the plan will be written to, relative to where the user runs `advise` (which is what
+    the paths in the answers are relative to); the plan's paths are written relative to it, as `compare` reads them."""
     scores, fired, ruled_out = score(answers)
     warnings = contradictions(answers)
     shape = est.model_shape(answers.model)
@@ -160,7 +169,7 @@ def recommend(answers: Answers) -> Recommendation:
             fired.append(FiredRule("hardware_fit", because, {strategy: OUT}))
     ranking = sorted(((s, round(scores[s], 2)) for s in strategies() if s not in ruled_out), key=lambda item: -item[1])
     warnings += _unanswered(answers) + _budget_warnings(budget_hours(answers, device), estimates, ranking)
-    plan = build_plan(answers, ranking, estimates, checkpointing, device, warnings)
+    plan = build_plan(answers, ranking, estimates, checkpointing, device, warnings, plan_dir)
     return Recommendation(answers, ranking, fired, ruled_out, warnings, estimates,
                           device.name + ("" if answers.gpu else " (assumed: answer `gpu`)"), plan)
 
@@ -237,39 +246,63 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
     return settings
 
 
+def from_plan_dir(path: str, plan_dir: Path) -> str:
+    """A path as the user typed it (relative to where they ran `advise`) rewritten relative to the plan's folder,
+    which is what `compare` resolves it against; `{data}` and absolute paths stay as they are."""
+    if path.startswith("{data}") or Path(path).expanduser().is_absolute():
+        return path
+    return Path(os.path.relpath(path, plan_dir)).as_posix()
+
+
+def eval_limit_for(answers: Answers, chosen: list[str], shape: est.ModelShape, device: Device) -> int:
+    """Eval items per strategy: EVAL_ITEMS' middle without a budget; with one, as many as fit its scoring share."""
+    fewest, default, most = EVAL_ITEMS
+    budget = budget_hours(answers, device)
+    if budget is None:
+        return default
+    load = workload(answers)
+    item_seconds = sum(2 * shape.compute_params * (load.query_tokens + load.extra_prompt_tokens(s))
+                       / (device.tflops * 1e12 * est.gpu_mfu(device, PLAN_BATCH * load.query_tokens))
+                       + (0 if device.is_gpu else SCORING_OVERHEAD_S) for s in chosen)
+    return max(fewest, min(most, math.floor(budget * 3600 * EVAL_BUDGET_SHARE / item_seconds)))
+
+
 def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: dict, checkpointing: dict, device: Device,
-               warnings: list[str]) -> str:
+               warnings: list[str], plan_dir: Path = Path(".")) -> str:
     """A plan `adapt compare` runs as is; placeholders (and a warning) where the answers name no file."""
+    chosen = plan_strategies(ranking)
     task: dict = {"name": answers.task_name, "type": answers.task_type or "classification",
-                  "eval": answers.eval or "data/eval.jsonl"}
+                  "eval": from_plan_dir(answers.eval or "data/eval.jsonl", plan_dir),
+                  "eval_limit": eval_limit_for(answers, chosen, est.model_shape(answers.model), device)}
     if answers.labelled_examples:  # train on as many examples as the estimates assumed
         task["train_limit"] = answers.labelled_examples
     if answers.task_type is None:
         warnings.append("task_type unknown: the plan assumes classification.")
     if answers.eval is None:
         warnings.append("No eval file given: the plan points at data/eval.jsonl — edit it before `adapt compare`.")
-    chosen = plan_strategies(ranking)
     needs = {need for s in chosen for need in registry.get(s).needs}
     if "train" in needs:
-        task["train"] = answers.train or "data/train.jsonl"
+        task["train"] = from_plan_dir(answers.train or "data/train.jsonl", plan_dir)
         if answers.train is None:
             warnings.append("No train file given: the plan points at data/train.jsonl — edit it.")
     if "corpus" in needs:
-        task["corpus"] = answers.corpus or "data/corpus.jsonl"
+        task["corpus"] = from_plan_dir(answers.corpus or "data/corpus.jsonl", plan_dir)
         if answers.corpus is None:
             warnings.append("No corpus path given: the plan points at data/corpus.jsonl — edit it.")
     plan = {
         "name": f"advised-{answers.task_name}",
         "model": answers.model,
-        "output_dir": f"results/{answers.task_name}",
+        "output_dir": from_plan_dir(f"results/{answers.task_name}", plan_dir),
         "tasks": [task],
         "strategies": [strategy_settings(s, answers, estimates[s], checkpointing.get(s, False), budget_hours(answers, device))
                        for s in chosen],
-        "forgetting": {"enabled": any(registry.get(s).changes_weights for s in chosen), "limit": 50},
+        "forgetting": {"enabled": any(registry.get(s).changes_weights for s in chosen),
+                       **(GPU_FORGETTING if device.is_gpu else CPU_FORGETTING)},
         "cost": {"gpu_hour_usd" if device.is_gpu else "cpu_hour_usd": round(device.usd_per_hour, 4),
                  "usd_per_1m_input_tokens": workload(answers).usd_per_1m_input_tokens},
     }
-    header = f"# Written by `adapt advise`: ranking {', '.join(s for s, _ in ranking[:5])}.\n# Run it with `adapt compare {{this file}}`.\n"
+    header = (f"# Written by `adapt advise`: ranking {', '.join(s for s, _ in ranking[:5])}.\n"
+              "# Run it with `adapt compare {this file}`. Relative paths are relative to this file's folder.\n")
     return header + yaml.safe_dump(plan, sort_keys=False)
 
 

@@ -119,10 +119,11 @@ def compare(
           - {strategy: lora, r: 16}
           - full_ft
     """
+    from advisor.plan_time import plan_seconds
     from runners.compare import compare_command
 
     compare_command(plan=plan, overrides=overrides or [], output_dir=output_dir, only=only,
-                    forgetting=forgetting, rerun=rerun, dry_run=dry_run)
+                    forgetting=forgetting, rerun=rerun, dry_run=dry_run, estimate=plan_seconds)
 
 
 # --- report ----------------------------------------------------------------------------------------------

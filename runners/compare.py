@@ -12,12 +12,13 @@ import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from base import registry
 from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
+from base.progress import duration
 from base.results import ResultStore, RunResult, RunStatus, now_iso
 
 
@@ -182,8 +183,11 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
 
 
 def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, only: list[str],
-                    forgetting: bool | None, rerun: bool, dry_run: bool) -> list[RunResult]:
-    """CLI entry: load and validate the plan (before any model loads), then run what is not done yet."""
+                    forgetting: bool | None, rerun: bool, dry_run: bool,
+                    estimate: Callable[[Plan, list[RunSpec]], list[float]] | None = None) -> list[RunResult]:
+    """CLI entry: load and validate the plan (before any model loads), then run what is not done yet.
+
+    `estimate` gives each run's expected seconds (the CLI passes the advisor's; runners do not import it)."""
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -195,15 +199,22 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
     loaded.check_runnable(source=str(plan))
     specs = select(run_specs(loaded), only)
     store = ResultStore(loaded.output_dir)
+    to_run = [spec for spec in specs if rerun or not store.is_done(spec.run_id)]
+    seconds = _estimated_seconds(estimate, loaded, to_run, console)
     if dry_run:
         from rich.table import Table
 
-        table = Table(title=f"{len(specs)} run(s) planned → {loaded.output_dir}")
-        for column in ("run id", "task", "strategy", "state"):
+        table = Table(title=f"{len(specs)} run(s) planned → {Path(loaded.output_dir).resolve()}")
+        for column in ("run id", "task", "strategy", "state", "est. time"):
             table.add_column(column)
         for spec in specs:
-            table.add_row(spec.run_id, spec.task.name, spec.strategy.name, "done" if store.is_done(spec.run_id) else "to run")
+            table.add_row(spec.run_id, spec.task.name, spec.strategy.name, "done" if spec not in to_run else "to run",
+                          duration(seconds[spec.run_id]) if spec.run_id in seconds else "—")
         console.print(table)
+    if seconds:
+        console.print(f"estimated wall time: {duration(sum(seconds.values()))} for {len(seconds)} run(s) "
+                      "(a guide: the estimate aims to be within 2x)", highlight=False)
+    if dry_run:
         return []
     write_json_atomic(Path(loaded.output_dir) / "compare.json", {
         "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
@@ -215,6 +226,18 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
     console.print(f"results: {store.runs_dir}  ({len(results) - len(failed)} ok, {len(failed)} failed)"
                   f" — next: adapt report {loaded.output_dir}")
     return results
+
+
+def _estimated_seconds(estimate: Callable[[Plan, list[RunSpec]], list[float]] | None, plan: Plan,
+                       specs: list[RunSpec], console: Any) -> dict[str, float]:
+    """Run id -> expected seconds; a plan the estimator cannot size (an unknown model) still runs, unestimated."""
+    if estimate is None or not specs:
+        return {}
+    try:
+        return dict(zip((spec.run_id for spec in specs), estimate(plan, specs)))
+    except AdaptError as error:
+        console.print(f"[dim]no time estimate: {error.message}[/]")
+        return {}
 
 
 def _copy_advice(plan_path: Path, output_dir: Path) -> None:
