@@ -71,7 +71,7 @@ def advise(
 
         adapt advise --answers configs/advisor/demo_answers.yaml --plan plan.yaml
 
-        adapt advise -s labelled_examples=5000 -s knowledge_changes=often --json
+        adapt advise -s labelled_examples=5000 -s knowledge_changes=weekly --json
 
         adapt advise --answers answers.yaml --results results/demo   # re-rank with measurements
     """
@@ -110,7 +110,7 @@ def compare(
             eval: data/eval.jsonl
             corpus: docs/                 # for rag and cpt
             scoring: rank                 # rank labels by log-likelihood (default) | generate and parse
-            prompt_format: plain          # plain `Review: ...\nSentiment:` blocks | chat (the chat template)
+            prompt_format: plain          # plain `Review: ...\\nSentiment:` blocks | chat (the chat template)
             input_name: Review            # the words the prompt puts before the input and the answer
             answer_name: Sentiment
         strategies:
