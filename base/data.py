@@ -133,12 +133,23 @@ def _decode_line(chunk: bytes, path: Path, line: int) -> str:
                          file=path, line=line, hint=UTF8_HINT) from None
 
 
-def _read_jsonl(path: Path) -> Iterator[_Record]:
+def _raise_or_keep(problem: AdaptError, problems: list[AdaptError] | None) -> None:
+    """A bad line stops the read, unless the caller collects problems (`adapt data check` lists them all)."""
+    if problems is None:
+        raise problem
+    problems.append(problem)
+
+
+def _read_jsonl(path: Path, problems: list[AdaptError] | None = None) -> Iterator[_Record]:
     """Objects one per line; blank lines skipped; a JSON array file gets a conversion hint."""
     raw = _read_bytes(path)
     first = True
     for line, chunk in enumerate(raw.split(b"\n"), 1):
-        text = _decode_line(chunk, path, line).removeprefix("\ufeff")
+        try:
+            text = _decode_line(chunk, path, line).removeprefix("\ufeff")
+        except AdaptError as problem:
+            _raise_or_keep(problem, problems)
+            continue
         if not text.strip():
             continue
         if first and text.lstrip().startswith("["):
@@ -147,10 +158,13 @@ def _read_jsonl(path: Path) -> Iterator[_Record]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise AdaptError(f"invalid JSON: {exc.msg} at column {exc.colno}", file=path, line=line,
-                             hint="each line must be one complete JSON object (a cut-off last line means an interrupted write)") from None
+            _raise_or_keep(AdaptError(f"invalid JSON: {exc.msg} at column {exc.colno}", file=path, line=line,
+                                      hint="each line must be one complete JSON object (a cut-off last line means an "
+                                           "interrupted write)"), problems)
+            continue
         if not isinstance(data, dict):
-            raise AdaptError(f"line is {_json_type(data)}, not a JSON object", file=path, line=line)
+            _raise_or_keep(AdaptError(f"line is {_json_type(data)}, not a JSON object", file=path, line=line), problems)
+            continue
         first = False
         yield _Record(path, line, data)
 
@@ -185,7 +199,7 @@ def _csv_header(path: Path) -> list[str]:
     raise AdaptError("file is empty", file=path)
 
 
-def _read_csv(path: Path, fmt: str) -> Iterator[_Record]:
+def _read_csv(path: Path, fmt: str, problems: list[AdaptError] | None = None) -> Iterator[_Record]:
     """Rows as records keyed by the header; the header must name every required field of `fmt`."""
     rows = _csv_rows(path)
     header = [name.strip() for name in next(rows, (0, []))[1]]
@@ -197,8 +211,9 @@ def _read_csv(path: Path, fmt: str) -> Iterator[_Record]:
                              field=name, hint=f"{fmt} CSV needs the columns {', '.join(REQUIRED_FIELDS[fmt])}")
     for line, cells in rows:
         if len(cells) != len(header):
-            raise AdaptError(f"row has {len(cells)} cells but the header has {len(header)} columns", file=path,
-                             line=line, hint="quote cells that contain commas or line breaks")
+            _raise_or_keep(AdaptError(f"row has {len(cells)} cells but the header has {len(header)} columns", file=path,
+                                      line=line, hint="quote cells that contain commas or line breaks"), problems)
+            continue
         yield _Record(path, line, dict(zip(header, cells)))
 
 
@@ -363,19 +378,24 @@ PARSERS: dict[str, Callable[[_Record], Example]] = {
 }
 
 
-def load_examples(path: str | Path, format: str = "auto", limit: int | None = None) -> list[Example]:
-    """Read labelled examples (the first `limit` when given); any bad record stops with its file, line and field."""
+def load_examples(path: str | Path, format: str = "auto", limit: int | None = None,
+                  problems: list[AdaptError] | None = None) -> list[Example]:
+    """Read labelled examples (the first `limit` when given); any bad record stops with its file, line and field —
+    or, given a `problems` list, is added to it and skipped."""
     path = Path(path)
     fmt = detect_format(path) if format == "auto" else _checked_format(format)
     if fmt == "corpus":
         raise AdaptError("holds documents (a corpus), not labelled examples", file=path, field="format",
                          hint=f"use it as a task's `corpus:`; labelled formats: {ACCEPTED_FORMATS}")
-    records = _read_csv(path, fmt) if _is_csv(path) else _read_jsonl(path)
+    records = _read_csv(path, fmt, problems) if _is_csv(path) else _read_jsonl(path, problems)
     examples: list[Example] = []
     for record in records:
         if limit is not None and len(examples) >= limit:
             break
-        examples.append(PARSERS[fmt](record))
+        try:
+            examples.append(PARSERS[fmt](record))
+        except AdaptError as problem:
+            _raise_or_keep(problem, problems)
     return examples
 
 

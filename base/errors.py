@@ -36,3 +36,16 @@ class AdaptError(Exception):
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}" if self.location else self.message
         return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+def several(problems: list[AdaptError], shown: int | None = None) -> AdaptError:
+    """One error listing each problem on its own line (`file:line: field 'x': message`); the first `shown` of them
+    when given, with the count of the rest."""
+    if len(problems) == 1:
+        return problems[0]
+    listed = problems[:shown] if shown is not None else problems
+    lines = [f"  {p.location}: {p.message}" if p.location else f"  {p.message}" for p in listed]
+    if len(listed) < len(problems):
+        lines.append(f"  ... and {len(problems) - len(listed)} more (the first {len(listed)} are listed)")
+    hints = {p.hint for p in listed if p.hint}
+    return AdaptError(f"{len(problems)} problems:\n" + "\n".join(lines), hint=hints.pop() if len(hints) == 1 else None)

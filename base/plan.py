@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from base import paths, registry
-from base.errors import AdaptError
+from base.errors import AdaptError, several
 from base.io import hash_file
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -378,15 +378,17 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
 
 
 def _as_adapt_error(exc: ValidationError, text: str, source: str) -> AdaptError:
+    """Every problem pydantic found, each with its line and field (one error when there is one)."""
     lines = _line_index(text)
-    error = exc.errors()[0]
-    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and registry.known(part)))
-    field = ".".join(str(part) for part in loc) or None
-    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown field (check its spelling; `adapt compare --help` lists the plan format)"
-    return AdaptError(message + more, file=source, line=_nearest_line(lines, loc), field=field)
+    problems = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and registry.known(part)))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling; `adapt compare --help` lists the plan format)"
+        problems.append(AdaptError(message, file=source, line=_nearest_line(lines, loc),
+                                   field=".".join(str(part) for part in loc) or None))
+    return several(problems)
 
 
 def load_plan(path: str | Path, overrides: list[str] = ()) -> Plan:

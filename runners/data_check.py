@@ -1,7 +1,7 @@
 """`adapt data check`: validate a data file and show what matters before spending compute on it.
 
-Reading the file with the same readers the runners use is the validation (any bad record stops with its
-file, line and field). The summary then surfaces what silently skews results: prompts too long for the
+Reading the file with the same readers the runners use is the validation: every bad record is collected and
+the first SHOWN_PROBLEMS are listed, each with its file, line and field. The summary then surfaces what silently skews results: prompts too long for the
 context, unbalanced labels, duplicated prompts (with conflicting targets), and eval rows that also sit in
 the training data.
 """
@@ -12,10 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from base.errors import AdaptError
+from base.errors import AdaptError, several
 from base.data import FORMATS, Document, Example, detect_format, load_corpus, load_examples
 
 SHOWN_LINES = 10  # line numbers listed per finding; the counts cover everything
+SHOWN_PROBLEMS = 20  # bad records listed before stopping (all are counted)
 
 
 def normalise(text: str) -> str:
@@ -184,8 +185,11 @@ def check_command(file: Path, format: str = "auto", eval_file: Path | None = Non
         summary = summarise_corpus(load_corpus(file))
         _print_corpus_summary(console, file, summary)
     else:
-        examples = load_examples(file, fmt)
-        eval_examples = load_examples(eval_file, format) if eval_file is not None else None
+        problems: list[AdaptError] = []
+        examples = load_examples(file, fmt, problems=problems)
+        eval_examples = load_examples(eval_file, format, problems=problems) if eval_file is not None else None
+        if problems:
+            raise several(problems, shown=SHOWN_PROBLEMS)
         length_tokenizer, unit = _length_tokenizer(tokenizer)
         summary = summarise(examples, length_tokenizer, eval_examples, format=fmt)
         summary["length_unit"] = unit

@@ -120,3 +120,15 @@ def test_load_plan_missing_and_not_utf8(tmp_path):
     bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(AdaptError, match="not UTF-8"):
         load_plan(bad)
+
+
+def test_every_plan_problem_is_listed_with_its_line_and_field():
+    text = PLAN.replace("    k: 2", "    k: -1").replace("    r: 4", "    r: 4\n    colour: red").replace("name: t\n", "name: t\nseed: x\n")
+    with pytest.raises(AdaptError) as raised:
+        parse_plan(text, source="p.yaml", base_dir=paths.home())
+    message = raised.value.message
+    assert message.startswith("3 problems:")
+    assert "more problem(s)" not in message
+    assert "p.yaml:2: field 'seed'" in message
+    assert "field 'strategies.1.k': Input should be greater than or equal to 1" in message
+    assert "field 'strategies.2.colour': unknown field" in message

@@ -137,3 +137,33 @@ def test_cli_data_check_unknown_format_exits_2():
     result = runner.invoke(app, ["data", "check", str(FIXTURES / "qa.jsonl"), "--format", "squad"])
     assert result.exit_code == 2
     assert "unknown format 'squad'" in result.output
+
+
+def test_cli_data_check_lists_every_bad_line_up_to_twenty(tmp_path):
+    good = '{"text": "fine", "label": "positive"}\n'
+    rows = [good] + ['{"text": "b", "label": ["x"]}\n', '{"text": "c"\n', '[1, 2]\n', '{"text": "", "label": "y"}\n'] \
+        + [f'{{"text": "n{i}", "label": [{i}]}}\n' for i in range(30)]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(rows))
+    result = runner.invoke(app, ["data", "check", str(bad), "--tokenizer", "none"])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "34 problems:" in output
+    assert f"{bad}:2: field 'label': must be a string, got a list" in output
+    assert f"{bad}:3: invalid JSON" in output
+    assert f"{bad}:4: line is a list, not a JSON object" in output
+    assert f"{bad}:5: field 'text': is empty" in output
+    assert f"{bad}:20: field 'label'" in output  # the 20th problem is listed
+    assert f"{bad}:22:" not in output  # the 21st is only counted
+    assert "and 14 more (the first 20 are listed)" in output
+    assert "Traceback" not in result.output
+
+
+def test_cli_data_check_lists_problems_in_the_eval_file_too(tmp_path):
+    train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n')
+    evaluation.write_text('{"text": "c", "label": "x"}\n{"label": "y"}\n')
+    result = runner.invoke(app, ["data", "check", str(train), "--eval", str(evaluation), "--tokenizer", "none"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "2 problems:" in output
+    assert f"{train}:2: field 'label'" in output and f"{evaluation}:2: field 'text': missing required field" in output
