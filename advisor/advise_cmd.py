@@ -14,8 +14,9 @@ from rich.table import Table
 
 from advisor.engine import Recommendation, recommend, rerank
 from advisor.hardware import GPUS, checked_gpus
-from advisor.questions import QUESTIONS, Answers, Question, apply_sets, display, load_answers, parse_value
+from advisor.questions import PATH_KEYS, QUESTIONS, Answers, Question, apply_sets, display, load_answers, missing_path, parse_value
 from advisor.rules import describe
+from base import registry
 from base.errors import AdaptError
 from base.results import load_runs
 
@@ -29,6 +30,8 @@ def advise_command(answers: Path | None, sets: list[str], results: Path | None, 
     if interactive:
         given = ask(given, Console(stderr=as_json))  # with --json, stdout carries only the JSON
     recommendation = recommend(given, plan_dir=Path(plan_out).parent)
+    recommendation.warnings += [f"{reason}: the plan points at it; fix it before `adapt compare`."
+                                for key in PATH_KEYS if (reason := missing_path(key, getattr(given, key)))]
     if results is not None:
         recommendation = rerank(recommendation, load_results(results))
     write_plan(recommendation.plan_yaml, plan_out)
@@ -65,7 +68,8 @@ def write_advice(recommendation: Recommendation, plan_out: Path) -> None:
 
 
 def _prompt_line(question: Question, current: object) -> str:
-    choices = f" [dim]({'/'.join(question.choices)})[/]" if question.choices else ""
+    options = question.choices or (("yes", "no") if question.kind == "bool" else ())
+    choices = f" [dim]({'/'.join(options)})[/]" if options else ""
     return f"[bold]{question.text}[/]{choices} [cyan]\\[{display(current)}][/] [dim]? for help[/]: "
 
 
@@ -92,6 +96,9 @@ def ask(answers: Answers, console: Console) -> Answers:
                 value = parse_value(question, raw)
             except ValueError as error:
                 console.print(f"  [red]{error}[/]")
+                continue
+            if missing := missing_path(question.key, value):
+                console.print(f"  [red]{missing}[/] (relative to {Path.cwd()}); give an existing file, or `unknown`")
                 continue
             answers = replace(answers, **{question.key: value})
             break
@@ -160,6 +167,29 @@ def render(rec: Recommendation, plan_out: Path, console: Console) -> None:
     for warning in rec.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"Plan written to [bold]{plan_out}[/] — run it with `adapt compare {plan_out}`.")
+    for line in plan_summary(rec.plan_yaml, Path(plan_out)):
+        console.print(f"  {line}", highlight=False)
+
+
+def plan_summary(plan_yaml: str, plan_out: Path) -> list[str]:
+    """What the written plan will do, in a few lines: runs, data sizes, forgetting checks, where results go."""
+    import os
+
+    import yaml
+
+    plan = yaml.safe_load(plan_yaml)
+    task = plan["tasks"][0]
+    forgetting = plan.get("forgetting") or {}
+    output = os.path.normpath(plan_out.parent / plan["output_dir"])
+    trains = [s["strategy"] for s in plan["strategies"] if registry.get(s["strategy"]).changes_weights]
+    lines = [f"runs: {', '.join(s['strategy'] for s in plan['strategies'])} on {plan['model']}",
+             f"data: {task['name']} ({task['type']}), eval {task.get('eval_limit', 'all')} items"
+             + (f", train up to {task['train_limit']} examples" if task.get("train_limit") and trains else "")]
+    if forgetting.get("enabled"):
+        benchmarks = ", ".join(forgetting.get("benchmarks") or ["every bundled benchmark"])
+        lines.append(f"forgetting checks after {', '.join(trains)}: {benchmarks}, {forgetting.get('limit')} items each")
+    lines.append(f"results: {output}/ — `adapt compare --dry-run {plan_out}` shows the estimated wall time")
+    return lines
 
 
 def render_measured(rec: Recommendation, console: Console) -> None:

@@ -122,9 +122,15 @@ def local_cpu(usd_per_hour: float = 0.10, gflops: float | None = None) -> Device
                   bandwidth_gbs=CPU_BANDWIDTH_GBS)
 
 
+GPU_ALIASES = {"a10": "A10G", "4090": "RTX-4090", "a100": "A100-80GB"}  # what people type -> the table's row
+
+
 def find_gpu(name: str) -> Device | None:
-    """Case- and punctuation-insensitive lookup: 'a100 80gb', 'A100-80GB' and 'a100_80gb' are one GPU."""
+    """Case- and punctuation-insensitive lookup: 'a100 80gb', 'A100-80GB' and 'a100_80gb' are one GPU; common short
+    names ('a10', '4090') map through GPU_ALIASES."""
     key = "".join(ch for ch in name.lower() if ch.isalnum())
+    if key in GPU_ALIASES:
+        return GPUS[GPU_ALIASES[key]]
     for gpu in GPUS.values():
         if "".join(ch for ch in gpu.name.lower() if ch.isalnum()) == key:
             return gpu

@@ -83,6 +83,7 @@ class Question:
     choices: tuple[str, ...] = ()
     ask_if: Callable[[Answers], bool] = lambda a: True
     section: str = ""
+    most: float | None = None  # the largest believable value (a typo guard: $60M a query is a slip, not a price)
 
 
 def _labels(a: Answers) -> bool:
@@ -113,15 +114,15 @@ QUESTIONS: tuple[Question, ...] = (
     Question("private_data", "Must the data stay on your premises?", "bool", "Privacy, regulation or contracts forbid sending it to an outside service."),
     Question("model", "Base model (name, hub id or local folder)", "text", "Known shapes: smollm2-135m-instruct, gemma-3-270m, Qwen2.5-0.5B/1.5B/7B, Llama-3.2-1B/3B, Llama-3.1-8B, Mistral-7B.", section="Base model"),
     Question("zero_shot_accuracy", "Measured or guessed zero-shot accuracy of the base model (0-1)?", "fraction", "Below ~0.5, fine-tuning usually needs hundreds of examples."),
-    Question("context_window", "Context window in tokens?", "int", "Bounds how many demos or passages fit in a prompt."),
+    Question("context_window", "Context window in tokens?", "int", "Bounds how many demos or passages fit in a prompt.", most=10_000_000),
     Question("gpu", "GPU for training", "choice", "'none' for CPU only. Types: " + ", ".join(GPUS), ("none", *GPUS), section="Hardware and budget"),
-    Question("gpu_count", "How many of them?", "int", "GPUs on one machine.", ask_if=lambda a: a.gpu not in (None, "none")),
-    Question("budget_hours", "Compute budget in hours (wall clock)?", "float", "How long a training run may take."),
-    Question("budget_usd", "Compute budget in $?", "float", "What you may spend on training runs."),
-    Question("gpu_hour_usd", "Price per GPU hour in $ (blank: list price)?", "float", "Your negotiated or on-prem price; defaults to the GPU table.", ask_if=lambda a: a.gpu not in (None, "none")),
-    Question("latency_ms", "Latency target per query in ms (p95)?", "int", "Long prompts (demos, passages) add prefill time to every query.", section="Serving"),
+    Question("gpu_count", "How many of them?", "int", "GPUs on one machine.", ask_if=lambda a: a.gpu not in (None, "none"), most=64),
+    Question("budget_hours", "Compute budget in hours (wall clock)?", "float", "How long a training run may take.", most=10_000),
+    Question("budget_usd", "Compute budget in $?", "float", "What you may spend on training runs.", most=10_000_000),
+    Question("gpu_hour_usd", "Price per GPU hour in $ (blank: list price)?", "float", "Your negotiated or on-prem price; defaults to the GPU table.", ask_if=lambda a: a.gpu not in (None, "none"), most=200),
+    Question("latency_ms", "Latency target per query in ms (p95)?", "int", "Long prompts (demos, passages) add prefill time to every query.", section="Serving", most=3_600_000),
     Question("queries_per_day", "Queries per day in production?", "int", "At high volume, extra prompt tokens cost more than training once. Accepts 100k."),
-    Question("usd_per_1m_input_tokens", "Price per 1M prompt tokens in $?", "float", "What serving pays per prompt token (API or amortised GPU)."),
+    Question("usd_per_1m_input_tokens", "Price per 1M prompt tokens in $?", "float", "What serving pays per prompt token (API or amortised GPU).", most=1_000),
     Question("forgetting_tolerance", "How much general ability may the model lose?", "choice", "low: it must stay a good general assistant; high: only this task matters.",
              ("low", "medium", "high"), section="Risk and schedule"),
     Question("time_to_market", "When must it ship?", "choice", "days: no time for training runs; months: room to iterate.", ("days", "weeks", "months")),
@@ -155,7 +156,9 @@ def parse_value(question: Question, raw: Any) -> Any:
                 return choice
         if question.key == "gpu" and find_gpu(text):
             return find_gpu(text).name
-        raise ValueError(f"{raw!r} is not one of: {', '.join(question.choices)} (or unknown)")
+        close = difflib.get_close_matches(text.lower(), [c.lower() for c in question.choices], n=1, cutoff=0.6)
+        guess = next((f"did you mean '{c}'? " for c in question.choices if close and c.lower() == close[0]), "")
+        raise ValueError(f"{raw!r} is not one of: {', '.join(question.choices)} (or unknown); {guess}".rstrip("; "))
     if question.kind == "bool":
         if isinstance(raw, bool):
             return raw
@@ -167,15 +170,38 @@ def parse_value(question: Question, raw: Any) -> Any:
         value = _number(raw)
         if value < 0 or value != int(value):
             raise ValueError(f"expected a whole number >= 0, got {raw!r}")
-        return int(value)
+        return int(_within_bounds(question, value, raw))
     if question.kind in ("float", "fraction"):
         value = _number(raw)
         if question.kind == "fraction" and value > 1:
             value = value / 100 if value <= 100 else value  # 62 means 62%
         if value < 0 or (question.kind == "fraction" and value > 1):
             raise ValueError(f"expected a value between 0 and 1 (or a percentage), got {raw!r}")
-        return value
+        return _within_bounds(question, value, raw)
     return str(raw).strip()
+
+
+def _within_bounds(question: Question, value: float, raw: Any) -> float:
+    if question.most is not None and value > question.most:
+        raise ValueError(f"{raw!r} is more than the {question.most:,g} this question accepts (a typo?)")
+    return value
+
+
+PATH_KEYS = ("train", "eval", "corpus")
+
+
+def missing_path(key: str, value: Any) -> str | None:
+    """Why a data path answer points at nothing (None when it exists, is not a path question, or is unanswered).
+    Relative paths are relative to the working folder; `{data}` is the provisioned data cache."""
+    if key not in PATH_KEYS or not value:
+        return None
+    from base import paths
+
+    path = Path(str(value).replace("{data}", str(paths.data_dir()))).expanduser()
+    if path.exists():
+        return None
+    hint = " (`adapt data ensure` provisions {data})" if "{data}" in str(value) else ""
+    return f"{key} file {value!r} does not exist{hint}"
 
 
 def _unknown_key(key: str) -> str:

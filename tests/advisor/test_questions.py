@@ -134,3 +134,81 @@ def test_interactive_enter_keeps_given_answers():
     given = Answers(task_name="kept", labelled_examples=300, has_corpus=True)
     answers = ask(given, console)
     assert answers == given
+
+
+def test_yes_no_questions_show_their_options():
+    console, prompts = scripted([])
+    ask(Answers(task_name="t", need="knowledge"), console)
+    citations = next(p for p in prompts if "cite their sources" in p)
+    assert "(yes/no)" in citations
+    assert "(yes/no)" not in next(p for p in prompts if "How many labelled examples" in p)
+
+
+@pytest.mark.parametrize("typed, gpu", [("a10", "A10G"), ("A10", "A10G"), ("4090", "RTX-4090"), ("a10g", "A10G")])
+def test_short_gpu_names_map_to_the_table(typed, gpu):
+    assert parse_value(BY_KEY["gpu"], typed) == gpu
+
+
+def test_a_choice_typo_gets_a_did_you_mean():
+    with pytest.raises(ValueError, match="did you mean 'knowledge'"):
+        parse_value(BY_KEY["need"], "knowlege")
+    with pytest.raises(ValueError) as far_off:
+        parse_value(BY_KEY["need"], "zzz")
+    assert "did you mean" not in str(far_off.value)
+
+
+@pytest.mark.parametrize("key, raw", [("usd_per_1m_input_tokens", "60000000"), ("gpu_hour_usd", "5000"),
+                                      ("budget_hours", "1e9"), ("gpu_count", "1000")])
+def test_absurd_amounts_are_rejected(key, raw):
+    with pytest.raises(ValueError, match="a typo"):
+        parse_value(BY_KEY[key], raw if "e" not in raw else 10**9)
+
+
+def test_believable_amounts_pass():
+    assert parse_value(BY_KEY["usd_per_1m_input_tokens"], "15") == 15.0
+    assert parse_value(BY_KEY["gpu_hour_usd"], "3.5") == 3.5
+
+
+def test_interactive_rejects_a_train_file_that_does_not_exist_and_asks_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "b"}\n')
+    console = Console(file=io.StringIO(), width=200)
+    typed = ["nope.jsonl", "train.jsonl"]
+    prompts: list[str] = []
+
+    def fake_input(prompt: str = "", **_: object) -> str:  # Enter everywhere but at the train file question
+        prompts.append(prompt)
+        return typed.pop(0) if "labelled train file" in prompt else ""
+
+    console.input = fake_input  # type: ignore[method-assign]
+    answers = ask(Answers(), console)
+    assert answers.train == "train.jsonl"
+    assert "train file 'nope.jsonl' does not exist" in console.file.getvalue()
+    assert sum("labelled train file" in p for p in prompts) == 2
+
+
+def test_missing_paths_from_answers_files_become_warnings(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["advise", "-s", "eval=missing.jsonl", "-s", "labelled_examples=0", "--plan", "p.yaml"])
+    assert done.exit_code == 0, done.output
+    assert "eval file 'missing.jsonl' does not exist" in " ".join(done.output.split())
+
+
+def test_advise_summarises_the_plan_it_wrote(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["advise", "-s", "task_name=tickets", "-s", "labelled_examples=600", "-s", "gpu=none",
+                                    "-s", "budget_hours=1", "--plan", "out/plan.yaml"])
+    assert done.exit_code == 0, done.output
+    output = " ".join(done.output.split())
+    assert "runs: zero_shot, lora" in output
+    assert "eval " in output and "items, train up to 600 examples" in output
+    assert "forgetting checks after lora" in output and "25 items each" in output
+    assert "results: results/tickets/" in output
