@@ -111,11 +111,14 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # 1/5/15-minute load when the run ended: above cpu_count, other work shared the cores and times are inflated
+        "load_average": [round(load, 2) for load in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "packages": versions,
     }
     try:
         import torch
 
+        env["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)
             env["gpu_count"] = torch.cuda.device_count()

