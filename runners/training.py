@@ -311,8 +311,8 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
         total_steps = min(total_steps, settings.max_steps)
     epochs = math.ceil(total_steps / steps_per_epoch)
 
-    if settings.grad_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if settings.grad_checkpointing:
+        enable_checkpointing(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=math.ceil(settings.warmup_ratio * total_steps),
@@ -362,6 +362,15 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
     stats.examples_per_s = stats.examples_seen / stats.step_time_s if stats.step_time_s else 0.0
     stats.tokens_per_s = stats.tokens_seen / stats.step_time_s if stats.step_time_s else 0.0
     return stats
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Activation checkpointing under transformers' current name, or the old one (a FutureWarning in 5.x) where
+    that is all the installed version has."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def epochs_since_best(eval_loss: list[list[float]]) -> int:

@@ -280,3 +280,15 @@ def test_prompt_tuning_falls_back_to_padded_batches(tiny_model, tiny_tokenizer):
     assert is_prompt_learning(model) and not is_prompt_learning(tiny_model)
     stats = training.train(model, tiny_tokenizer, TOY, settings_for(PromptTuningSettings, max_steps=2, epochs=2))
     assert stats.steps == 2 and stats.examples_seen == 4  # batch 2 of single examples, not packed rows
+
+
+
+def test_grad_checkpointing_is_switched_on_without_a_deprecation_warning(tiny_tokenizer, build_tiny_model):
+    import warnings
+
+    model = lora_model(build_tiny_model(tiny_tokenizer), settings_for(LoraSettings))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        training.train(model, tiny_tokenizer, TOY, settings_for(LoraSettings, max_steps=1, grad_checkpointing=True))
+    assert model.base_model.model.is_activation_checkpointing
+    assert not [w for w in caught if "gradient_checkpointing_enable" in str(w.message)]
