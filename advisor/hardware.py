@@ -122,7 +122,7 @@ def local_cpu(usd_per_hour: float = 0.10, gflops: float | None = None) -> Device
                   bandwidth_gbs=CPU_BANDWIDTH_GBS)
 
 
-GPU_ALIASES = {"a10": "A10G", "4090": "RTX-4090", "a100": "A100-80GB"}  # what people type -> the table's row
+GPU_ALIASES = {"a10": "A10G", "4090": "RTX-4090"}  # what people type -> the table's row (A100 has two: no alias)
 
 
 def find_gpu(name: str) -> Device | None:

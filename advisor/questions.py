@@ -156,9 +156,7 @@ def parse_value(question: Question, raw: Any) -> Any:
                 return choice
         if question.key == "gpu" and find_gpu(text):
             return find_gpu(text).name
-        close = difflib.get_close_matches(text.lower(), [c.lower() for c in question.choices], n=1, cutoff=0.6)
-        guess = next((f"did you mean '{c}'? " for c in question.choices if close and c.lower() == close[0]), "")
-        raise ValueError(f"{raw!r} is not one of: {', '.join(question.choices)} (or unknown); {guess}".rstrip("; "))
+        raise ValueError(f"{raw!r} is not one of: {', '.join(question.choices)} (or unknown){_did_you_mean(text, question.choices)}")
     if question.kind == "bool":
         if isinstance(raw, bool):
             return raw
@@ -179,6 +177,14 @@ def parse_value(question: Question, raw: Any) -> Any:
             raise ValueError(f"expected a value between 0 and 1 (or a percentage), got {raw!r}")
         return _within_bounds(question, value, raw)
     return str(raw).strip()
+
+
+def _did_you_mean(text: str, choices: tuple[str, ...]) -> str:
+    """`; did you mean 'knowledge'?` for a typo; every choice it begins for a short form ('a100')."""
+    lowered = {choice.lower(): choice for choice in choices}
+    started = [choice for key, choice in lowered.items() if key.startswith(text.lower())]
+    close = started or [lowered[key] for key in difflib.get_close_matches(text.lower(), lowered, n=1, cutoff=0.6)]
+    return f"; did you mean {' or '.join(repr(choice) for choice in close)}?" if close else ""
 
 
 def _within_bounds(question: Question, value: float, raw: Any) -> float:

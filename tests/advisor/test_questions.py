@@ -152,6 +152,8 @@ def test_short_gpu_names_map_to_the_table(typed, gpu):
 def test_a_choice_typo_gets_a_did_you_mean():
     with pytest.raises(ValueError, match="did you mean 'knowledge'"):
         parse_value(BY_KEY["need"], "knowlege")
+    with pytest.raises(ValueError, match="did you mean 'A100-40GB' or 'A100-80GB'"):
+        parse_value(BY_KEY["gpu"], "a100")
     with pytest.raises(ValueError) as far_off:
         parse_value(BY_KEY["need"], "zzz")
     assert "did you mean" not in str(far_off.value)
