@@ -19,6 +19,7 @@ from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
 from base.results import ResultStore, RunResult, RunStatus, now_iso
+from runners.preflight import preflight
 
 
 def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
@@ -193,6 +194,7 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
         loaded.forgetting.enabled = forgetting
     loaded.check_runnable(source=str(plan))
     specs = select(run_specs(loaded), only)
+    preflight(loaded, specs, dry_run=dry_run)
     store = ResultStore(loaded.output_dir)
     if dry_run:
         from rich.table import Table
