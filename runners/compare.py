@@ -18,6 +18,7 @@ from base import registry
 from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
+from base.lock import results_lock
 from base.results import ResultStore, RunResult, RunStatus, now_iso
 from runners.preflight import preflight
 
@@ -206,12 +207,16 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
             table.add_row(spec.run_id, spec.task.name, spec.strategy.name, "done" if store.is_done(spec.run_id) else "to run")
         console.print(table)
         return []
-    write_json_atomic(Path(loaded.output_dir) / "compare.json", {
-        "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
-        "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
-    })
-    _copy_advice(Path(plan), Path(loaded.output_dir))
-    results = compare(loaded, specs, rerun=rerun, console=console)
+    with results_lock(loaded.output_dir) as stale:
+        if stale:
+            console.print(f"[dim]took over the lock of a compare that ended without releasing it "
+                          f"(pid {stale.get('pid')} on {stale.get('host')})[/]", highlight=False)
+        write_json_atomic(Path(loaded.output_dir) / "compare.json", {
+            "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
+            "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
+        })
+        _copy_advice(Path(plan), Path(loaded.output_dir))
+        results = compare(loaded, specs, rerun=rerun, console=console)
     failed = [r for r in results if r.status is RunStatus.failed]
     console.print(f"results: {store.runs_dir}  ({len(results) - len(failed)} ok, {len(failed)} failed)"
                   f" — next: adapt report {loaded.output_dir}")
