@@ -166,6 +166,8 @@ def _read_jsonl(path: Path) -> Iterator[_Record]:
         except json.JSONDecodeError as exc:
             raise AdaptError(f"invalid JSON: {exc.msg} at column {exc.colno}", file=path, line=line,
                              hint="each line must be one complete JSON object (a cut-off last line means an interrupted write)") from None
+        except RecursionError:
+            raise AdaptError("invalid JSON: nested too deeply", file=path, line=line) from None
         if not isinstance(data, dict):
             raise AdaptError(f"line is {_json_type(data)}, not a JSON object", file=path, line=line)
         first = False

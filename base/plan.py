@@ -290,8 +290,12 @@ class Plan(_Strict):
 def _line_index(text: str) -> dict[tuple, int]:
     """Map each YAML path (keys and list indices) to its 1-based line, for error messages."""
     lines: dict[tuple, int] = {}
+    seen: set[int] = set()
 
     def walk(node: yaml.Node, path: tuple) -> None:
+        if id(node) in seen:  # an alias: its anchor's lines are indexed already (and aliases can nest exponentially)
+            return
+        seen.add(id(node))
         lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
@@ -303,7 +307,7 @@ def _line_index(text: str) -> dict[tuple, int]:
 
     try:
         root = yaml.compose(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return lines
     if root is not None:
         walk(root, ())
@@ -374,6 +378,8 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
         mark = getattr(exc, "problem_mark", None)
         raise AdaptError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
                          line=mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise AdaptError("not valid YAML: nested too deeply", file=source) from None
     if not isinstance(data, dict):
         raise AdaptError("a plan must be a YAML mapping with at least `tasks:` and `strategies:`", file=source, line=1)
     for override in overrides:
