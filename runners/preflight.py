@@ -53,5 +53,5 @@ def preflight(plan: Plan, specs: list[RunSpec], *, dry_run: bool = False) -> Non
     """Everything above; a dry run checks the data only (it creates no folder and looks for no model)."""
     check_task_data(plan, specs)
     if not dry_run:
-        check_output_dir(plan.output_dir)
         check_model(plan.model)
+        check_output_dir(plan.output_dir)  # last: it creates the folder

@@ -148,7 +148,7 @@ def test_unknown_model_fails_at_once_offline(workdir, tiny_model_dir):
     done = invoke("compare", write_plan(workdir, text))
     assert_clear_error(done, "no-such-org/no-such-model", "not in the Hugging Face cache", "offline")
     assert time.perf_counter() - started < 10
-    assert not (workdir / "out" / "runs").exists()
+    assert not (workdir / "out").exists()
 
 
 def test_unknown_model_fails_at_once_when_the_hub_is_unreachable(workdir, tiny_model_dir, monkeypatch):
