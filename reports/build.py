@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from base import paths
 from base.errors import AdaptError
 from base.io import write_bytes_atomic, write_text_atomic
 from base.results import RunResult, load_runs
@@ -185,7 +186,7 @@ def read_predictions(results_dir: Path, run: RunResult) -> dict[str, dict[str, A
     """id -> prediction row of one run; None when the run wrote no predictions file."""
     if not run.predictions_file:
         return None
-    path = results_dir / run.predictions_file
+    path = paths.inside(results_dir, run.predictions_file)  # a run JSON from elsewhere must not read outside
     if not path.is_file():
         return None
     rows: dict[str, dict[str, Any]] = {}

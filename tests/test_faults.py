@@ -89,6 +89,15 @@ def test_result_store_refuses_a_run_id_outside_its_folder(tmp_path):
     assert store.path_for("toy__lora__abc").parent == (tmp_path / "results" / "runs").resolve()
 
 
+def test_report_refuses_a_predictions_file_outside_the_results_folder(workdir, tiny_model_dir):
+    assert invoke("compare", write_plan(workdir, plan_text(tiny_model_dir))).exit_code == 0
+    (run_file,) = (workdir / "out" / "runs").glob("*.json")
+    predictions = workdir / "out" / json.loads(run_file.read_text())["predictions_file"]
+    (workdir / "elsewhere.jsonl").write_text(predictions.read_text())
+    run_file.write_text(run_file.read_text().replace(str(predictions.relative_to(workdir / "out")), "../elsewhere.jsonl"))
+    assert_clear_error(invoke("report", workdir / "out"), "elsewhere.jsonl", "would leave the folder")
+
+
 # --- 2. unbounded inputs ---------------------------------------------------------------------------------
 
 
