@@ -12,6 +12,8 @@ Chat: the last assistant message is the target, the last user message before it 
 turns (system included) go in `history`; sharegpt roles human/gpt map to user/assistant.
 MC: `answer` may also be a letter (A, B, ...) when it is not itself one of the choices.
 Blank lines are skipped; JSON arrays are refused with a one-line conversion hint.
+Sizes are bounded so one runaway record cannot exhaust memory in a tokenizer: a text field holds at most
+MAX_FIELD_CHARS characters (a corpus document MAX_DOCUMENT_CHARS) and a JSONL line at most MAX_LINE_BYTES.
 """
 from __future__ import annotations
 
@@ -66,6 +68,9 @@ CORPUS_SUFFIXES = (".txt", ".md")
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant"}
 UTF8_HINT = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 IN > OUT`)"
 _MISSING = object()
+MAX_FIELD_CHARS = 100_000  # ~25k tokens: longer than any model context adaptlab runs
+MAX_DOCUMENT_CHARS = 5_000_000  # corpus documents are chunked (RAG) or windowed (CPT), so they may be long
+MAX_LINE_BYTES = 4 * MAX_DOCUMENT_CHARS + 1_000_000  # a JSONL line holding the largest document, UTF-8 encoded
 
 
 @dataclass
@@ -79,8 +84,8 @@ class _Record:
     def error(self, message: str, field: str | None = None, hint: str | None = None) -> AdaptError:
         return AdaptError(message, file=self.path, line=self.line, field=field, hint=hint)
 
-    def string(self, key: str, required: bool = True) -> str | None:
-        return _check_string(self, key, self.data.get(key, _MISSING), required)
+    def string(self, key: str, required: bool = True, limit: int = MAX_FIELD_CHARS) -> str | None:
+        return _check_string(self, key, self.data.get(key, _MISSING), required, limit)
 
     def default_id(self) -> str:
         value = self.data.get("id")
@@ -95,19 +100,28 @@ def _json_type(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a number")
 
 
-def _check_string(record: _Record, field: str, value: Any, required: bool = True) -> str | None:
-    """A required field must be a non-empty string; an optional one may be missing, null or empty (→ None)."""
+def _check_string(record: _Record, field: str, value: Any, required: bool = True,
+                  limit: int = MAX_FIELD_CHARS) -> str | None:
+    """A required field must be a non-empty string; an optional one may be missing, null or empty (→ None); none
+    may be longer than `limit` characters."""
     if value is _MISSING or value is None:
         if required:
             raise record.error("missing required field" if value is _MISSING else "is null; text is required", field)
         return None
     if not isinstance(value, str):
         raise record.error(f"must be a string, got {_json_type(value)}", field)
+    _check_size(record, field, value, limit)
     if not value.strip():
         if required:
             raise record.error("is empty; text is required", field)
         return None
     return value
+
+
+def _check_size(record: _Record, field: str, value: str, limit: int = MAX_FIELD_CHARS) -> None:
+    if len(value) > limit:
+        raise record.error(f"is {len(value):,} characters long; at most {limit:,} are accepted", field,
+                           hint="shorten or split this record (a model's context holds far less)")
 
 
 # --- reading files ---------------------------------------------------------------------------------------
@@ -152,6 +166,9 @@ def _read_jsonl(path: Path, problems: list[AdaptError] | None = None) -> Iterato
             continue
         if not text.strip():
             continue
+        if len(chunk) > MAX_LINE_BYTES:
+            raise AdaptError(f"line is {len(chunk) / 1e6:.0f} MB; at most {MAX_LINE_BYTES / 1e6:.0f} MB are accepted",
+                             file=path, line=line, hint="one JSON object per line; split very long records")
         if first and text.lstrip().startswith("["):
             raise AdaptError("the file is a JSON array; expected JSONL (one JSON object per line)", file=path, line=1,
                              hint="convert it with `jq -c '.[]' FILE.json > FILE.jsonl`")
@@ -161,6 +178,9 @@ def _read_jsonl(path: Path, problems: list[AdaptError] | None = None) -> Iterato
             _raise_or_keep(AdaptError(f"invalid JSON: {exc.msg} at column {exc.colno}", file=path, line=line,
                                       hint="each line must be one complete JSON object (a cut-off last line means an "
                                            "interrupted write)"), problems)
+            continue
+        except RecursionError:
+            _raise_or_keep(AdaptError("invalid JSON: nested too deeply", file=path, line=line), problems)
             continue
         if not isinstance(data, dict):
             _raise_or_keep(AdaptError(f"line is {_json_type(data)}, not a JSON object", file=path, line=line), problems)
@@ -190,6 +210,9 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             if any(cell.strip() for cell in cells):
                 yield start, cells
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise AdaptError(f"a cell is longer than {csv.field_size_limit():,} characters", file=path,
+                             line=reader.line_num, hint="shorten the cell, or check for an unclosed quote") from None
         raise AdaptError(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
 
 
@@ -297,6 +320,7 @@ def _parse_chat(record: _Record) -> Example:
         content = turn.get(content_key, _MISSING)
         if not isinstance(content, str):
             _check_string(record, f"{where}.{content_key}", content)  # raises: missing, null or wrong type
+        _check_size(record, f"{where}.{content_key}", content)
         messages.append({"role": role, "content": content})
     answer_at = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if answer_at is None:
@@ -403,6 +427,9 @@ def load_examples(path: str | Path, format: str = "auto", limit: int | None = No
 
 
 def _text_file_document(path: Path, root: Path) -> Document | None:
+    if path.stat().st_size > 4 * MAX_DOCUMENT_CHARS:
+        raise AdaptError(f"document is {path.stat().st_size / 1e6:.0f} MB; at most {MAX_DOCUMENT_CHARS:,} characters "
+                         "are accepted", file=path, hint="split it into several files")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -411,6 +438,9 @@ def _text_file_document(path: Path, root: Path) -> Document | None:
         raise AdaptError(f"not UTF-8: byte 0x{raw[exc.start]:02x}", file=path, line=line, hint=UTF8_HINT) from None
     if not text.strip():
         return None
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise AdaptError(f"document is {len(text):,} characters long; at most {MAX_DOCUMENT_CHARS:,} are accepted",
+                         file=path, hint="split it into several files")
     return Document(id=path.relative_to(root).as_posix(), text=text, title=path.stem, source=str(path))
 
 
@@ -425,7 +455,7 @@ def _corpus_folder(folder: Path) -> list[Document]:
 def _corpus_jsonl(path: Path) -> list[Document]:
     documents, seen = [], {}
     for record in _read_jsonl(path):
-        doc = Document(id=record.default_id(), text=record.string("text"),
+        doc = Document(id=record.default_id(), text=record.string("text", limit=MAX_DOCUMENT_CHARS),
                        title=record.string("title", required=False), source=str(path))
         if doc.id in seen:
             raise record.error(f"duplicate id {doc.id!r} (first on line {seen[doc.id]})", "id")

@@ -1,7 +1,14 @@
-"""One error type for problems in the user's input, printed by the CLI without a traceback."""
+"""One error type for problems in the user's input, printed by the CLI without a traceback, and the exit codes."""
 from __future__ import annotations
 
 from pathlib import Path
+
+# What `adapt` exits with (the README lists them): scripts and CI can tell a failed run from a typo in a plan.
+EXIT_OK = 0
+EXIT_RUNS_FAILED = 1  # compare finished, but at least one run failed (recorded in its JSON with the error)
+EXIT_BAD_INPUT = 2  # an AdaptError: the plan, data, model name or results folder needs fixing; nothing ran
+EXIT_UNEXPECTED = 3  # a bug: one line on the terminal, the traceback saved to a file
+EXIT_INTERRUPTED = 130  # Ctrl-C: finished runs are kept
 
 
 class AdaptError(Exception):

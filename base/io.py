@@ -1,7 +1,7 @@
 """Files adaptlab writes and reads byte for byte: one atomic writer, one file hasher, one package downloader.
 
 Every file is written to a temp file in the same folder, flushed to disk and renamed over the target, so a
-crash or Ctrl-C never leaves half a JSON, plan, report or PNG behind.
+crash or Ctrl-C never leaves half a JSON, plan, report or PNG behind. Files get the usual mode (0666 less the umask).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
@@ -21,7 +21,9 @@ def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
     """Call `write(handle)` on a temp file beside `path`, then rename it over `path` (all or nothing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open with 0o666 lets the umask decide the mode (0644 usually), as open() would; mkstemp forces 0600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             write(handle)
@@ -31,6 +33,20 @@ def write_atomic(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def staging_dir(parent: Path, prefix: str, suffix: str = ".staging") -> Path:
+    """A new, uniquely named folder in `parent` to build something in before renaming it into place; unlike
+    tempfile.mkdtemp (0700) its mode follows the umask, so the renamed folder has the usual permissions."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = parent / f"{prefix}{os.getpid()}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from base import paths, registry
 from base.errors import AdaptError, several
@@ -32,17 +33,31 @@ DEFAULT_ANSWER_NAME = {"classification": "Label", "qa": "Answer", "multiple_choi
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """No unknown fields and no coercion (`r: true` is not 1, `seed: "3"` is not 3); paths alone accept strings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+
+def _safe_name(value: str) -> str:
+    if re.fullmatch(paths.SAFE_NAME, value) is None:
+        raise ValueError(f"{value!r} cannot be used as a file name: {paths.SAFE_NAME_HINT}")
+    return value
+
+
+# A name that becomes part of a file name (task names, strategy labels): base.paths.SAFE_NAME.
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+# Paths come from YAML as strings: the one coercion strict mode keeps.
+PathField = Annotated[Path, Field(strict=False)]
 
 
 class TaskSpec(_Strict):
     """One task: the user's data files and how to score them."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: SafeName
     type: Literal["classification", "qa", "multiple_choice"]
-    eval: Path
-    train: Path | None = None
-    corpus: Path | None = None  # documents for RAG retrieval and continued pre-training
+    eval: PathField
+    train: PathField | None = None
+    corpus: PathField | None = None  # documents for RAG retrieval and continued pre-training
     labels: list[str] | None = None  # classification label set; inferred from the data when omitted
     instruction: str | None = None  # one line telling the model what to do, used by every strategy
     # How predictions are scored: `rank` picks the label/choice with the highest log-likelihood; `generate`
@@ -67,7 +82,7 @@ class TaskSpec(_Strict):
 
 
 class _StrategyBase(_Strict):
-    label: str | None = None  # distinguishes two settings of one strategy, e.g. lora-r4 and lora-r16
+    label: SafeName | None = None  # distinguishes two settings of one strategy, e.g. lora-r4 and lora-r16
     tasks: list[str] | None = None  # restrict to these task names (default: every task)
     max_new_tokens: int = Field(default=32, ge=1)
 
@@ -211,7 +226,7 @@ class Plan(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    output_dir: Path = Path("results")
+    output_dir: PathField = Path("results")
     tasks: list[TaskSpec] = Field(min_length=1)
     strategies: list[StrategySettings] = Field(min_length=1)
     forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
@@ -275,8 +290,12 @@ class Plan(_Strict):
 def _line_index(text: str) -> dict[tuple, int]:
     """Map each YAML path (keys and list indices) to its 1-based line, for error messages."""
     lines: dict[tuple, int] = {}
+    seen: set[int] = set()
 
     def walk(node: yaml.Node, path: tuple) -> None:
+        if id(node) in seen:  # an alias: its anchor's lines are indexed already (and aliases can nest exponentially)
+            return
+        seen.add(id(node))
         lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
@@ -288,7 +307,7 @@ def _line_index(text: str) -> dict[tuple, int]:
 
     try:
         root = yaml.compose(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return lines
     if root is not None:
         walk(root, ())
@@ -359,12 +378,14 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
         mark = getattr(exc, "problem_mark", None)
         raise AdaptError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=source,
                          line=mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise AdaptError("not valid YAML: nested too deeply", file=source) from None
     if not isinstance(data, dict):
         raise AdaptError("a plan must be a YAML mapping with at least `tasks:` and `strategies:`", file=source, line=1)
     for override in overrides:
         apply_override(data, override)
     base = base_dir or Path.cwd()
-    for task in data.get("tasks") or []:
+    for task in data["tasks"] if isinstance(data.get("tasks"), list) else []:
         if isinstance(task, dict):
             for key in ("eval", "train", "corpus"):
                 if task.get(key) is not None:
@@ -432,7 +453,7 @@ class RunSpec(_Strict):
     forgetting: ForgettingSettings
     cost: CostSettings
     data_hashes: dict[str, str | None]
-    run_dir: Path  # where this run keeps its artifacts (adapters, checkpoints, predictions)
+    run_dir: PathField  # where this run keeps its artifacts (adapters, checkpoints, predictions)
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the result; output locations and the plan's name are left out."""
@@ -485,7 +506,8 @@ def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
             task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost,
             data_hashes=hashes, run_dir=Path(plan.output_dir),
         )
-        spec.run_dir = Path(plan.output_dir) / "artifacts" / spec.run_id
+        spec.run_dir = paths.inside(plan.output_dir, "artifacts", paths.check_name(spec.run_id, field="run id",
+                                                                                   pattern=paths.SAFE_RUN_ID))
         specs.append(spec)
     return specs
 

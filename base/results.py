@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from base import paths
 from base.errors import AdaptError
 from base.io import write_json_atomic
 
@@ -135,7 +136,9 @@ class ResultStore:
         self.runs_dir = self.root / "runs"
 
     def path_for(self, run_id: str) -> Path:
-        return self.runs_dir / f"{run_id}.json"
+        """runs/<run_id>.json; a run id that is not a plain file name, or would leave the folder, is refused."""
+        paths.check_name(run_id, field="run id", pattern=paths.SAFE_RUN_ID)
+        return paths.inside(self.runs_dir, f"{run_id}.json")
 
     def save(self, result: RunResult) -> Path:
         path = self.path_for(result.run_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 
 app = typer.Typer(
@@ -28,24 +29,35 @@ console = Console(stderr=True)
 
 
 def friendly_errors(command: Callable) -> Callable:
-    """Print user errors as one clear message (file, line, field, hint) instead of a traceback."""
+    """Print user errors as one clear message (file, line, field, hint) and anything unexpected as one line plus
+    the path of its saved traceback; never a raw traceback. Exit codes: base.errors.EXIT_*."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from base.errors import AdaptError  # here, not at the top: `adapt --help` loads no plan schema
+        from base import errors  # here, not at the top: `adapt --help` loads no plan schema
         from cli.quiet import quiet_third_party
 
         quiet_third_party()
         try:
             return command(*args, **kwargs)
-        except AdaptError as error:
+        except errors.AdaptError as error:
             console.print(f"[bold red]error:[/] {error.location + ': ' if error.location else ''}{error.message}", highlight=False, soft_wrap=True)
             if error.hint:
                 console.print(f"  [dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
+            raise typer.Exit(errors.EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished work is kept; run the same command again to resume.")
-            raise typer.Exit(130)
+            raise typer.Exit(errors.EXIT_INTERRUPTED)
+        except (typer.Exit, typer.Abort, TyperException, SystemExit):  # typer's own exits and usage errors
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug: one line here, the traceback in a file
+            from base.crash import save_traceback
+
+            saved = save_traceback(error)
+            first = (str(error).splitlines() or [""])[0][:300]
+            console.print(f"[bold red]unexpected error:[/] {type(error).__name__}: {first}", highlight=False, soft_wrap=True)
+            console.print(f"  [dim]traceback saved to[/] {saved} (please attach it to a bug report)", highlight=False, soft_wrap=True)
+            raise typer.Exit(errors.EXIT_UNEXPECTED)
 
     return wrapper
 
@@ -96,6 +108,8 @@ def compare(
 ) -> None:
     """Run strategies head to head on your data: one eval split, one scorer, measured cost, forgetting.
 
+    Exit code: 0 every run ok, 1 some run failed, 2 bad input (nothing ran), 3 unexpected error.
+
     Each run writes one JSON under OUTPUT/runs/. Finished runs are skipped when you run the same plan
     again, so Ctrl-C (or a crash) loses nothing: re-run to resume. A run that fails is recorded with its
     error and the others go on.
@@ -120,10 +134,14 @@ def compare(
           - full_ft
     """
     from advisor.plan_time import plan_seconds
+    from base.errors import EXIT_RUNS_FAILED
+    from base.results import RunStatus
     from runners.compare import compare_command
 
-    compare_command(plan=plan, overrides=overrides or [], output_dir=output_dir, only=only,
-                    forgetting=forgetting, rerun=rerun, dry_run=dry_run, estimate=plan_seconds)
+    results = compare_command(plan=plan, overrides=overrides or [], output_dir=output_dir, only=only,
+                              forgetting=forgetting, rerun=rerun, dry_run=dry_run, estimate=plan_seconds)
+    if any(result.status is not RunStatus.ok for result in results):
+        raise typer.Exit(EXIT_RUNS_FAILED)
 
 
 # --- report ----------------------------------------------------------------------------------------------

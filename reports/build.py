@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from base import paths
 from base.errors import AdaptError
 from base.io import write_bytes_atomic, write_text_atomic
 from base.results import RunResult, load_runs
@@ -150,6 +151,18 @@ def mixed_scoring_note(task_frame: pd.DataFrame) -> Paragraph | None:
                      "comparable. Re-run the older ones with `adapt compare` to score them the same way.")
 
 
+def truncation_note(task_frame: pd.DataFrame) -> Paragraph | None:
+    """Eval prompts longer than the model's context were scored on their last tokens only: say how many, per run."""
+    ok = task_frame[task_frame["status"] == "ok"]
+    cut = ok[ok["truncated_prompts"].fillna(0) > 0]
+    if cut.empty:
+        return None
+    counts = "; ".join(f"{row['label']}: {int(row['truncated_prompts'])} of {fmt_count(row['n'])}"
+                       for _, row in cut.iterrows())
+    return Paragraph(f"Caution: some eval prompts were longer than the model's context and were scored on their "
+                     f"last tokens only ({counts}).")
+
+
 def short_error(error: str | None) -> str:
     """The line of an error that says what went wrong: the last line of a traceback, else the message."""
     text = (error or "no error recorded").strip()
@@ -174,7 +187,7 @@ def read_predictions(results_dir: Path, run: RunResult) -> dict[str, dict[str, A
     """id -> prediction row of one run; None when the run wrote no predictions file."""
     if not run.predictions_file:
         return None
-    path = results_dir / run.predictions_file
+    path = paths.inside(results_dir, run.predictions_file)  # a run JSON from elsewhere must not read outside
     if not path.is_file():
         return None
     rows: dict[str, dict[str, Any]] = {}
@@ -372,9 +385,7 @@ def task_section(task: str, frame: pd.DataFrame, runs: Sequence[RunResult], resu
     if task_frame["status"].ne("ok").all():
         return Section(f"Task: {task}", [Paragraph("Every run of this task failed: see Failed runs.")])
     blocks: list[Block] = [results_table(task_frame)]
-    mixed = mixed_scoring_note(task_frame)
-    if mixed:
-        blocks.insert(0, mixed)
+    blocks[:0] = [note for note in (mixed_scoring_note(task_frame), truncation_note(task_frame)) if note]
     stem = "".join(char if char.isalnum() else "-" for char in task)
     figures = (
         ("accuracy-vs-cost", "Accuracy against cost; the dashed line joins the Pareto front (nothing is both cheaper and better).",

@@ -74,8 +74,9 @@ def accuracy_vs_cost(frame: pd.DataFrame, colours: dict[str, str]) -> bytes | No
     on_front = pareto_front(runs["cost_usd"].tolist(), runs["score"].tolist())
     figure, (axes,) = _figure(8, 4.8)
     for (_, row), front in zip(runs.iterrows(), on_front):
-        low = row["score"] - row["score_low"] if not math.isnan(row["score_low"]) else 0
-        high = row["score_high"] - row["score"] if not math.isnan(row["score_high"]) else 0
+        # an interval need not contain its point (e.g. calibrated or imported runs): whiskers never go negative
+        low = max(row["score"] - row["score_low"], 0) if not math.isnan(row["score_low"]) else 0
+        high = max(row["score_high"] - row["score"], 0) if not math.isnan(row["score_high"]) else 0
         axes.errorbar(row["cost_usd"], row["score"], yerr=[[low], [high]], fmt="o", markersize=10,
                       color=colours[row["label"]], ecolor=colours[row["label"]], elinewidth=2, capsize=4,
                       markeredgecolor="black" if front else "white", markeredgewidth=2 if front else 1,

@@ -104,6 +104,7 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "scoring": run.scoring,
         "prompt_format": ((run.config or {}).get("task") or {}).get("prompt_format") or "chat",
         "format_compliance": _number(run.metrics.get("format_compliance")),
+        "truncated_prompts": _number(run.metrics.get("truncated_prompts")),
         **cost,
         "tokens_per_query": _sum_if_any(cost["prompt_tokens_per_query"], cost["completion_tokens_per_query"]),
         "cost_usd": _sum_if_any(cost["usd_train"], cost["usd_per_1m_queries"]),

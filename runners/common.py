@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from base.plan import RunSpec
+from base.errors import AdaptError
+from base.plan import RunSpec, TaskSpec
 from base.data import Document, Example, load_corpus, load_examples
 from base.io import write_jsonl_atomic
 from base.results import RunResult, RunStatus, environment, now_iso
@@ -27,11 +28,24 @@ def load_task_data(spec: RunSpec, need_corpus: bool = False) -> TaskData:
     task = spec.task
     train = load_examples(task.train, limit=task.train_limit) if task.train else []
     evaluation = load_examples(task.eval, limit=task.eval_limit)
-    labels = None
-    if task.type == "classification":
-        labels = task.labels or sorted({e.target for e in [*train, *evaluation]})
+    labels = task_labels(task, train, evaluation)
     corpus = load_corpus(task.corpus) if (need_corpus and task.corpus) else None
     return TaskData(train=train, eval=evaluation, labels=labels, corpus=corpus)
+
+
+def task_labels(task: TaskSpec, train: Sequence[Example], evaluation: Sequence[Example]) -> list[str] | None:
+    """A classification task's label set: the plan's `labels:`, else the train labels (the eval labels when there
+    is no train file). A train or eval label outside that set is an error: it could never be predicted right."""
+    if task.type != "classification":
+        return None
+    labels = task.labels or sorted({e.target for e in (train or evaluation)})
+    where = "the plan's `labels:`" if task.labels else "the train file's labels"
+    for example in [*train, *evaluation]:
+        if example.target not in labels:
+            raise AdaptError(f"label {example.target!r} is not one of {where} {labels}", file=example.source,
+                             line=example.line, field="label",
+                             hint="fix the label, or list every label the task accepts under the task's `labels:`")
+    return labels
 
 
 class PeakMemory:

@@ -19,7 +19,9 @@ from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
 from base.progress import duration
+from base.lock import results_lock
 from base.results import ResultStore, RunResult, RunStatus, now_iso
+from runners.preflight import preflight
 
 
 def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
@@ -198,6 +200,7 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
         loaded.forgetting.enabled = forgetting
     loaded.check_runnable(source=str(plan))
     specs = select(run_specs(loaded), only)
+    preflight(loaded, specs, dry_run=dry_run)
     store = ResultStore(loaded.output_dir)
     to_run = [spec for spec in specs if rerun or not store.is_done(spec.run_id)]
     seconds = _estimated_seconds(estimate, loaded, to_run, console)
@@ -216,12 +219,16 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
                       "(a guide: the estimate aims to be within 2x)", highlight=False)
     if dry_run:
         return []
-    write_json_atomic(Path(loaded.output_dir) / "compare.json", {
-        "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
-        "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
-    })
-    _copy_advice(Path(plan), Path(loaded.output_dir))
-    results = compare(loaded, specs, rerun=rerun, console=console)
+    with results_lock(loaded.output_dir) as stale:
+        if stale:
+            console.print(f"[dim]took over the lock of a compare that ended without releasing it "
+                          f"(pid {stale.get('pid')} on {stale.get('host')})[/]", highlight=False)
+        write_json_atomic(Path(loaded.output_dir) / "compare.json", {
+            "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
+            "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
+        })
+        _copy_advice(Path(plan), Path(loaded.output_dir))
+        results = compare(loaded, specs, rerun=rerun, console=console)
     failed = [r for r in results if r.status is RunStatus.failed]
     console.print(f"results: {store.runs_dir}  ({len(results) - len(failed)} ok, {len(failed)} failed)"
                   f" — next: adapt report {loaded.output_dir}")

@@ -93,7 +93,20 @@ def summarise(
         summary["labels"] = {label: {"count": n, "share": round(n / len(examples), 4)} for label, n in counts.most_common()}
     if eval_examples is not None:
         summary["overlap"] = _overlap(examples, eval_examples)
+        if format == "classification":
+            summary["unseen_eval_labels"] = _unseen_labels(examples, eval_examples)
     return summary
+
+
+def _unseen_labels(train: Sequence[Example], evaluation: Sequence[Example]) -> list[dict[str, Any]]:
+    """Eval labels the training file never shows: no trained model can learn them (one entry per label)."""
+    known = {example.target for example in train}
+    unseen: dict[str, dict[str, Any]] = {}
+    for example in evaluation:
+        if example.target not in known:
+            unseen.setdefault(example.target, {"label": example.target, "rows": 0, "file": example.source,
+                                               "first_line": example.line})["rows"] += 1
+    return list(unseen.values())
 
 
 def summarise_corpus(documents: Sequence[Document]) -> dict[str, Any]:
@@ -160,6 +173,10 @@ def _print_examples_summary(console: Any, file: Path, summary: dict[str, Any]) -
                       f"({overlap['fraction']:.1%}) also appear in the training file; {pairs}", highlight=False)
     elif overlap is not None:
         console.print(f"train/eval overlap: none ({overlap['eval_rows']} eval rows)")
+    for unseen in summary.get("unseen_eval_labels", []):
+        console.print(f"[yellow]warning:[/] {unseen['file']}:{unseen['first_line']}: field 'label': {unseen['label']!r} "
+                      f"({unseen['rows']} eval row(s)) never appears in {file}; a trained model cannot learn it, and "
+                      "a plan needs it listed under the task's `labels:`", highlight=False, soft_wrap=True)
 
 
 def _print_corpus_summary(console: Any, file: Path, summary: dict[str, Any]) -> None:
@@ -195,5 +212,6 @@ def check_command(file: Path, format: str = "auto", eval_file: Path | None = Non
         summary["length_unit"] = unit
         _print_examples_summary(console, file, summary)
     summary["file"] = str(file)
-    console.print("[green]valid[/]")
+    warnings = len(summary.get("unseen_eval_labels", []))
+    console.print(f"[yellow]valid, with {warnings} warning(s)[/]" if warnings else "[green]valid[/]")
     return summary

@@ -155,7 +155,40 @@ def resolve_model_path(name_or_path: str, provision: bool = True) -> str:
         if not (local / "config.json").exists():
             raise AdaptError(f"{local} is not a Hugging Face model folder (no config.json)", field="model")
         return str(local)
+    check_hub_model(name_or_path)
     return name_or_path
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def check_hub_model(name: str) -> None:
+    """A name that is neither embedded nor a local folder must be a hub id that can load: in the local Hugging Face
+    cache, or with the hub reachable. Otherwise fail at once, rather than after transformers' ~30 s of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    where = f"model {name!r} is not an embedded model (`adapt models list`), not a local folder"
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:
+        raise AdaptError(f"{where}, and not a valid hub id", field="model",
+                         hint="an embedded name, a path to a Hugging Face model folder, or a hub id like org/name") from None
+    if isinstance(cached, str):
+        return
+    hint = "provision it (`adapt models ensure`, or download it where the hub is reachable) and name its folder"
+    if constants.HF_HUB_OFFLINE:
+        raise AdaptError(f"{where}, not in the Hugging Face cache, and the hub is offline (HF_HUB_OFFLINE)",
+                         field="model", hint=hint)
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        raise AdaptError(f"{where}, not in the Hugging Face cache, and the hub ({endpoint.hostname}) is unreachable: "
+                         f"{error}", field="model", hint=hint) from None
 
 
 def model_digest(path: str) -> str:

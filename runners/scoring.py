@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from base.data import Example
 from base.plan import TaskSpec
+from runners.context import context_length, fit_prompts
 from runners.prompting import answer_prefix
 from runners.stats import bootstrap_ci
 
@@ -251,11 +252,19 @@ def evaluate(
 
     `rank` tasks pick the label/choice with the highest log-likelihood (optionally calibrated against
     `calibration_prompts`, each prompt's content-free twin) and add format compliance from a sample of free
-    generations; `generate` tasks parse greedy generations.
+    generations; `generate` tasks parse greedy generations. Prompts too long for the model's context keep their
+    last tokens (runners.context); `truncated_prompts` counts them.
     """
+    options = choice_sets(task, examples, labels) if task.scoring == "rank" else []
+    context = context_length(model, tokenizer)
+    answer_room = max([max_new_tokens] + [len(tokenizer(o, add_special_tokens=False)["input_ids"]) + 1
+                                          for o in {o for opts in options for o in opts}])
+    budget = context - answer_room if context is not None else None
+    prompts, truncated = fit_prompts(tokenizer, prompts, budget)
+    if calibration_prompts is not None:
+        calibration_prompts, _ = fit_prompts(tokenizer, calibration_prompts, budget)
     prompt_tokens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     if task.scoring == "rank":
-        options = choice_sets(task, examples, labels)
         evaluation = _evaluate_ranked(model, tokenizer, task, examples, prompts, options, seed, batch_size, progress,
                                       calibration_prompts)
         latencies = time_each(lambda i: rank_choices(model, tokenizer, [prompts[i]], [options[i]], batch_size=1),
@@ -266,12 +275,15 @@ def evaluate(
         latencies = time_each(lambda prompt: generate(model, tokenizer, [prompt], max_new_tokens, batch_size=1), prompts)
         evaluation = _score_generations(task, examples, prompts, texts, labels, seed)
     evaluation.metrics["scoring"] = task.scoring
+    evaluation.metrics["truncated_prompts"] = sum(truncated)
     evaluation.latency_p50_s = percentile(latencies, 50)
     evaluation.latency_p95_s = percentile(latencies, 95)
     evaluation.prompt_tokens_per_query = sum(prompt_tokens) / len(prompt_tokens) if prompt_tokens else 0.0
     evaluation.completion_tokens_per_query = sum(completion_tokens) / len(completion_tokens) if completion_tokens else 0.0
-    for row, count in zip(evaluation.predictions, prompt_tokens):
+    for row, count, cut in zip(evaluation.predictions, prompt_tokens, truncated):
         row["prompt_tokens"] = count
+        if cut:
+            row["prompt_truncated"] = True
     return evaluation
 
 

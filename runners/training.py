@@ -28,13 +28,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from base.io import write_json_atomic
+from base.io import staging_dir, write_json_atomic
 from base.progress import bar
 from runners.models import is_prompt_learning
 
 IGNORE = -100
 CLIP_NORM = 1.0
 CHECKPOINT_MARKER = "latest.json"
+WEIGHTS_FILE = "trainable.safetensors"
+STATE_FILE = "state.pt"  # optimizer, schedule, RNG: read back with torch.load(weights_only=True)
+STAGING_SUFFIX = ".staging"
 
 
 @dataclass
@@ -233,17 +236,18 @@ def _trainable_state(model: Any) -> dict[str, Any]:
 
 def save_checkpoint(checkpoint_dir: Path, epoch: int, model: Any, optimizer: Any, scheduler: Any, stats: TrainStats,
                     fingerprint: dict[str, Any]) -> None:
-    """Trainable weights + optimizer + schedule + RNG after an epoch; only the newest checkpoint is kept."""
+    """Trainable weights (safetensors) + optimizer, schedule and RNG (tensors and plain values only) after an epoch,
+    staged in a uniquely named folder and renamed into place; only the newest checkpoint is kept."""
     import torch
+    from safetensors.torch import save_file
 
     folder = checkpoint_dir / f"epoch-{epoch}"
-    staging = checkpoint_dir / f".epoch-{epoch}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_dir(checkpoint_dir, f".epoch-{epoch}.", STAGING_SUFFIX)
+    save_file(_trainable_state(model), staging / WEIGHTS_FILE)
     torch.save({
-        "trainable": _trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }, staging / "state.pt")
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }, staging / STATE_FILE)
     write_json_atomic(staging / "stats.json", asdict(stats))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)
@@ -251,6 +255,14 @@ def save_checkpoint(checkpoint_dir: Path, epoch: int, model: Any, optimizer: Any
     write_json_atomic(checkpoint_dir / CHECKPOINT_MARKER, {"epoch": epoch, "folder": folder.name, "fingerprint": fingerprint})
     if previous and previous.get("folder") != folder.name:
         shutil.rmtree(checkpoint_dir / previous["folder"], ignore_errors=True)
+    remove_stale_staging(checkpoint_dir)
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Staging folders a killed run left behind (one compare per results folder holds the lock, so none is live)."""
+    for stale in Path(folder).glob(f".*{STAGING_SUFFIX}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def read_marker(checkpoint_dir: Path) -> dict[str, Any] | None:
@@ -259,17 +271,30 @@ def read_marker(checkpoint_dir: Path) -> dict[str, Any] | None:
 
 
 def load_checkpoint(checkpoint_dir: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: dict[str, Any]) -> tuple[int, TrainStats] | None:
-    """Restore the last epoch checkpoint when it was written by the same training setup; else start fresh."""
+    """Restore the last epoch checkpoint when it was written by the same training setup; else start fresh.
+
+    Nothing in a checkpoint can run code: weights come from safetensors and the rest through torch.load with
+    weights_only=True (tensors and plain values); anything else is refused with the folder named."""
+    import pickle
+
     import torch
+    from safetensors.torch import load_file
+
+    from base.errors import AdaptError
 
     marker = read_marker(checkpoint_dir)
-    if not marker or marker.get("fingerprint") != fingerprint or not (checkpoint_dir / marker["folder"] / "state.pt").exists():
+    folder = checkpoint_dir / marker["folder"] if marker else None
+    if not marker or marker.get("fingerprint") != fingerprint or not (folder / STATE_FILE).exists():
         return None
-    folder = checkpoint_dir / marker["folder"]
-    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+    try:
+        trainable = load_file(folder / WEIGHTS_FILE)
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError) as error:
+        raise AdaptError(f"refusing to resume from this checkpoint: {str(error).splitlines()[0]}", file=folder,
+                         hint="a checkpoint holds only tensors and plain values; delete the folder to train from the start") from None
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, value in state["trainable"].items():
+        for name, value in trainable.items():
             params[name].copy_(value.to(params[name].device))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -416,13 +441,13 @@ def split_held_out(pairs: list[tuple[str, str]], fraction: float, seed: int) -> 
 
 def save_model(model: Any, tokenizer: Any, folder: Path) -> Path:
     """An adapter in the standard peft format, or full weights + tokenizer; staged then renamed (no half folders)."""
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(folder.parent, f".{folder.name}.", STAGING_SUFFIX)
     model.save_pretrained(staging)
     if not hasattr(model, "peft_config"):
         tokenizer.save_pretrained(staging)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)
+    remove_stale_staging(folder.parent)
     return folder
 
 

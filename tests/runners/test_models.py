@@ -25,7 +25,7 @@ def test_unprovisioned_embedded_model_says_how_to_get_it():
 
 
 def test_unreachable_hub_id_is_a_clear_error():
-    with pytest.raises(AdaptError, match="cannot load"):
+    with pytest.raises(AdaptError, match="not in the Hugging Face cache"):
         load_model("no-such-org/no-such-model-xyz", "cpu")
 
 
