@@ -205,6 +205,42 @@ class CostSettings(_Strict):
     usd_per_1m_output_tokens: float = Field(default=0.40, ge=0)
 
 
+class LaunchSettings(_Strict):
+    """How each training run's processes are started (runners/launch.py): accelerate's own launch options.
+
+    `num_processes` counts processes over all machines (one per GPU), as `accelerate launch` does; 1 runs in a
+    plain process. `distributed` picks DDP (adapters), FSDP or DeepSpeed (full fine-tuning, CPT); `config_file`
+    is an accelerate config (configs/launch/ ships some) whose settings these fields override where set.
+    Multi-node: run the same `adapt compare` on every machine with its own `machine_rank`.
+    """
+
+    num_processes: int = Field(default=1, ge=1)
+    distributed: Literal["none", "ddp", "fsdp", "deepspeed"] = "ddp"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    config_file: Path | None = None
+    num_machines: int = Field(default=1, ge=1)
+    machine_rank: int = Field(default=0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LaunchSettings":
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes ({self.num_processes}) must be a multiple of num_machines ({self.num_machines}): "
+                             "each machine runs num_processes / num_machines of them")
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} is not below num_machines {self.num_machines}")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError("several machines need main_process_ip: the address of machine_rank 0")
+        if self.distributed == "none" and self.num_processes > 1:
+            raise ValueError("distributed: none runs one process; set num_processes: 1 or pick ddp, fsdp or deepspeed")
+        return self
+
+    @property
+    def multi_process(self) -> bool:
+        return self.num_processes > 1 or self.num_machines > 1
+
+
 class Plan(_Strict):
     name: str = "plan"
     model: str = DEFAULT_MODEL  # a registry name (`adapt models list`), a local HF folder or a hub id
@@ -216,6 +252,7 @@ class Plan(_Strict):
     strategies: list[StrategySettings] = Field(min_length=1)
     forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    launch: LaunchSettings = Field(default_factory=LaunchSettings)
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -257,6 +294,9 @@ class Plan(_Strict):
                     bundled = Path(path).is_relative_to(paths.data_dir())
                     hint = "run `adapt data ensure` to provision the bundled data" if bundled else None
                     raise AdaptError(f"{key} file not found: {path}", file=source, field=f"tasks.{task.name}.{key}", hint=hint)
+        if self.launch.config_file is not None and not Path(self.launch.config_file).exists():
+            raise AdaptError(f"launch config file not found: {self.launch.config_file}", file=source, field="launch.config_file",
+                             hint=f"a path relative to the plan, or one of {sorted(p.stem for p in (paths.CONFIGS_DIR / 'launch').glob('*.yaml'))}")
         for task, strategy in self.runs():
             needs = registry.get(strategy.strategy).needs
             if "train" in needs and task.train is None:
@@ -351,6 +391,13 @@ def _expand(value: Any, base: Path) -> Any:
     return path if path.is_absolute() else (base / path)
 
 
+def _launch_config(value: Any, base: Path) -> Path:
+    """A launch config path relative to the plan, or the name of one shipped in configs/launch/ (e.g. 8gpu-fsdp)."""
+    shipped = paths.CONFIGS_DIR / "launch" / Path(str(value)).with_suffix(".yaml").name
+    path = _expand(value, base)
+    return shipped if not path.exists() and "/" not in str(value) and shipped.exists() else path
+
+
 def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None, overrides: list[str] = ()) -> Plan:
     """Parse and validate a plan's YAML text; every error is an AdaptError naming source, line and field."""
     try:
@@ -371,6 +418,9 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
                     task[key] = _expand(task[key], base)
     if data.get("output_dir") is not None:
         data["output_dir"] = _expand(data["output_dir"], base)
+    launch = data.get("launch")
+    if isinstance(launch, dict) and launch.get("config_file") is not None:
+        launch["config_file"] = _launch_config(launch["config_file"], base)
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
@@ -429,12 +479,13 @@ class RunSpec(_Strict):
     strategy: StrategySettings
     forgetting: ForgettingSettings
     cost: CostSettings
+    launch: LaunchSettings = Field(default_factory=LaunchSettings)
     data_hashes: dict[str, str | None]
     run_dir: Path  # where this run keeps its artifacts (adapters, checkpoints, predictions)
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the result; output locations and the plan's name are left out."""
-        return {
+        identity = {
             "model": self.model,
             "seed": self.seed,
             "device": self.device,
@@ -443,6 +494,9 @@ class RunSpec(_Strict):
             "strategy": self.strategy.model_dump(mode="json", exclude={"tasks", "label"}),
             "data": self.data_hashes,
         }
+        if self.launch.mixed_precision != "no":  # changes the numbers; process counts and addresses do not
+            identity["mixed_precision"] = self.launch.mixed_precision
+        return identity
 
     @property
     def config_hash(self) -> str:
@@ -480,7 +534,7 @@ def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
         hashes = {key: digest(getattr(task, key)) for key in ("train", "eval", "corpus")}
         spec = RunSpec(
             plan_name=plan.name, model=plan.model, seed=plan.seed, device=device, dtype=plan.dtype,
-            task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost,
+            task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost, launch=plan.launch,
             data_hashes=hashes, run_dir=Path(plan.output_dir),
         )
         spec.run_dir = Path(plan.output_dir) / "artifacts" / spec.run_id

@@ -219,8 +219,9 @@ def test_saved_adapter_reloads_with_identical_logits(tiny_tokenizer, tmp_path, b
     from peft import PeftModel
 
     model = lora_model(build_tiny_model(tiny_tokenizer), settings_for(LoraSettings))
-    training.train(model, tiny_tokenizer, TOY, settings_for(LoraSettings, max_steps=3, epochs=3, learning_rate=1e-2))
-    folder = training.save_model(model, tiny_tokenizer, tmp_path / "model")
+    folder = tmp_path / "model"
+    training.train(model, tiny_tokenizer, TOY, settings_for(LoraSettings, max_steps=3, epochs=3, learning_rate=1e-2),
+                   save_to=folder)
     assert (folder / "adapter_config.json").exists() and (folder / "adapter_model.safetensors").exists()
     reloaded = PeftModel.from_pretrained(build_tiny_model(tiny_tokenizer), folder)
     ids = torch.tensor([tiny_tokenizer(TOY[0][0])["input_ids"]])
