@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -376,6 +377,12 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
         start_epoch, stats = restored
         stats.resumed_from = start_epoch
 
+    if accelerator.num_processes > 1:  # one line per process in the run's output.log: who trained on what
+        mine = sum(len(share(accelerator, group)) for group in plan_groups(lengths, settings.batch_size, packed,
+                                                                           torch.Generator().manual_seed(seed)))
+        sys.stderr.write(f"process {accelerator.process_index}/{accelerator.num_processes} ({accelerator.distributed_type.value}, "
+                         f"{accelerator.device}): {mine} of {len(sequences)} examples an epoch\n")  # one write: lines stay whole
+        sys.stderr.flush()
     elapsed_before = stats.train_time_s
     started = time.perf_counter()
     shown = progress if progress else (lambda _n: None) if not accelerator.is_main_process else None
