@@ -205,13 +205,17 @@ class CostSettings(_Strict):
     usd_per_1m_output_tokens: float = Field(default=0.40, ge=0)
 
 
-class LaunchSettings(_Strict):
-    """How each training run's processes are started (runners/launch.py): accelerate's own launch options.
+# accelerate's distributed_type (in its config files) -> ours
+ACCELERATE_DISTRIBUTED = {"NO": "none", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}
 
-    `num_processes` counts processes over all machines (one per GPU), as `accelerate launch` does; 1 runs in a
-    plain process. `distributed` picks DDP (adapters), FSDP or DeepSpeed (full fine-tuning, CPT); `config_file`
-    is an accelerate config (configs/launch/ ships some) whose settings these fields override where set.
-    Multi-node: run the same `adapt compare` on every machine with its own `machine_rank`.
+
+class LaunchSettings(_Strict):
+    """How each training run's processes are started (runners/launch.py), in `accelerate launch`'s terms.
+
+    `num_processes` counts processes over all machines (one per GPU); 1 runs a plain process. `distributed` picks
+    DDP (adapters), FSDP or DeepSpeed ZeRO-3 (full fine-tuning, CPT). `config_file` is an accelerate config (a path,
+    or the name of one in configs/launch/): the fields the plan leaves out are read from it, so the plan's win.
+    Multi-node: the same `adapt compare` on every machine, each with its own `machine_rank`.
     """
 
     num_processes: int = Field(default=1, ge=1)
@@ -222,6 +226,27 @@ class LaunchSettings(_Strict):
     machine_rank: int = Field(default=0, ge=0)
     main_process_ip: str | None = None
     main_process_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_config_file(cls, data: Any) -> Any:
+        """Fill what the plan leaves out from the accelerate config file, so the settings say what will run."""
+        if not isinstance(data, dict) or data.get("config_file") is None:
+            return data
+        path = Path(data["config_file"])
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read the accelerate config {path}: {exc}".splitlines()[0]) from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} is not an accelerate config (a YAML mapping, as `accelerate config` writes)")
+        if "distributed_type" in config:
+            distributed = ACCELERATE_DISTRIBUTED.get(str(config["distributed_type"]))
+            if distributed is None:
+                raise ValueError(f"{path}: distributed_type {config['distributed_type']!r} is not one of "
+                                 f"{sorted(ACCELERATE_DISTRIBUTED)}")
+            config["distributed"] = distributed
+        return {**{key: config[key] for key in cls.model_fields if key in config and key != "config_file"}, **data}
 
     @model_validator(mode="after")
     def _consistent(self) -> "LaunchSettings":

@@ -67,19 +67,17 @@ def torchrun_options(launch: LaunchSettings) -> list[str]:
 
 def accelerate_options(launch: LaunchSettings) -> list[str]:
     """`accelerate launch` options: the config file (the plan's, or the shipped default for FSDP/DeepSpeed), then
-    the plan's own settings, which override the file's. With a config of the user's, only fields the plan sets
-    are passed, so the file keeps the rest."""
-    flag, default_config = ACCELERATE_MODES[launch.distributed] if launch.distributed in ACCELERATE_MODES else (None, None)
+    every launch setting (the plan's, or read from that file), which accelerate lets override the file."""
+    flag, default_config = ACCELERATE_MODES.get(launch.distributed, (None, None))
     config = launch.config_file or (paths.CONFIGS_DIR / "launch" / default_config if default_config else None)
-    explicit = launch.model_fields_set if launch.config_file else set(LaunchSettings.model_fields)
     options = ["--config_file", str(config)] if config else []
-    if flag and "distributed" in explicit:
+    if flag:
         options.append(flag)
     for name in PASSED_THROUGH:
         value = getattr(launch, name)
-        if name in explicit and value is not None:
+        if value is not None:
             options += [f"--{name}", str(value)]
-    if not launch.main_process_port and launch.num_machines == 1:
+    if launch.main_process_port is None and launch.num_machines == 1:
         options += ["--main_process_port", str(free_port())]  # two compares on one machine must not collide
     return options
 

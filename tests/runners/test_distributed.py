@@ -14,7 +14,8 @@ from base.results import ResultStore, RunStatus
 from runners.compare import compare
 
 # Tolerance of the 1- vs 2-process comparison. The two runs see the same examples per optimizer step; they differ
-# only in float summation order (each process packs and sums its half, DDP averages gradients), measured ~1e-7.
+# only in float summation order (each process packs and sums its half, DDP averages gradients). Measured: losses
+# equal to the 5 decimals recorded, adapter weights within 1.4e-6.
 LOSS_RTOL = 1e-4
 WEIGHT_ATOL = 1e-5
 
