@@ -17,7 +17,7 @@ from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
 from base.results import ResultStore, RunResult, RunStatus, now_iso
-from runners.launch import run_in_child
+from runners.launch import check_launchable, run_in_child
 
 
 def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
@@ -127,6 +127,7 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
         loaded.forgetting.enabled = forgetting
     loaded.check_runnable(source=str(plan))
     specs = select(run_specs(loaded), only)
+    check_launchable(specs, source=str(plan))
     store = ResultStore(loaded.output_dir)
     if dry_run:
         from rich.table import Table

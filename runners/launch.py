@@ -6,10 +6,13 @@ Training runs with several processes start under `accelerate launch` (GPUs: DDP,
 and its accelerate config) or torchrun (CPU: gloo); everything else runs as a plain `python -m runners.launch`.
 
 Child side: `python -m runners.launch SPEC.json RESULT.json` runs one RunSpec and writes its RunResult as JSON
-(the main process only); any exception becomes a failed result, written the same way.
+(the main process only); any exception becomes a failed result, written the same way. The spec file also carries
+the strategy's registry entry, so a strategy registered at run time (not built in) is known to the child too; the
+child gets the parent's import path for the same reason.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from base import paths, registry
+from base.errors import AdaptError
 from base.io import write_json_atomic
 from base.plan import LaunchSettings, RunSpec
 from base.results import RunResult, RunStatus, now_iso
@@ -43,6 +47,16 @@ PASSED_THROUGH = ("num_processes", "num_machines", "machine_rank", "main_process
 def is_distributed(spec: RunSpec) -> bool:
     """Several processes for this run: a training strategy under a multi-process launch."""
     return registry.get(spec.strategy.strategy).trains and spec.launch.multi_process
+
+
+def check_launchable(specs: list[RunSpec], source: str = "plan") -> None:
+    """Refuse, before anything runs, a launch that would silently run as something else: accelerate shards with
+    FSDP/DeepSpeed on GPUs only and runs CPU processes as DDP over gloo."""
+    for spec in specs:
+        if is_distributed(spec) and spec.device == "cpu" and spec.launch.distributed in ("fsdp", "deepspeed"):
+            raise AdaptError(f"distributed: {spec.launch.distributed} needs GPUs (on CPU, accelerate runs the processes "
+                             "as DDP over gloo)", file=source, field="launch.distributed",
+                             hint="use distributed: ddp on CPU, or run on CUDA devices")
 
 
 def command(spec: RunSpec, spec_file: Path, result_file: Path) -> list[str]:
@@ -97,9 +111,10 @@ def run_in_child(spec: RunSpec, on_line: Callable[[str], None] = lambda line: No
     started = time.time()
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     spec_file, result_file = spec.run_dir / SPEC_FILE, spec.run_dir / RESULT_FILE
-    write_json_atomic(spec_file, spec.model_dump(mode="json"))
+    write_json_atomic(spec_file, {"spec": spec.model_dump(mode="json"), "strategy": describe(spec.strategy.strategy)})
     result_file.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    import_path = [str(paths.REPO_ROOT), *(entry for entry in sys.path if entry)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(import_path))}
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with open(spec.run_dir / LOG_FILE, "w", encoding="utf-8") as log:
         child = subprocess.Popen(command(spec, spec_file, result_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -166,6 +181,28 @@ def failed_result(spec: RunSpec, message: str, details: str, started: float) -> 
     )
 
 
+def describe(name: str) -> dict[str, Any]:
+    """A registry entry as JSON: its settings class by import name, everything else as is."""
+    entry = registry.get(name)
+    described = {field.name: getattr(entry, field.name) for field in dataclasses.fields(entry)}
+    described["settings"] = f"{entry.settings.__module__}:{entry.settings.__qualname__}"
+    described["needs"] = list(entry.needs)
+    return described
+
+
+def ensure_registered(described: dict[str, Any]) -> None:
+    """Register a strategy the parent had and this process lacks (one registered at run time, not built in)."""
+    if registry.known(described["name"]):
+        return
+    import importlib
+
+    module, qualname = described["settings"].split(":")
+    settings = importlib.import_module(module)
+    for part in qualname.split("."):
+        settings = getattr(settings, part)
+    registry.register(registry.Strategy(**{**described, "settings": settings, "needs": tuple(described["needs"])}))
+
+
 # --- child side ---------------------------------------------------------------------------------------------
 
 
@@ -207,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the spec; the main process writes the result. Under a multi-process launch a failed run exits non-zero on
     every process that saw it, so the launcher stops the others instead of leaving them waiting in a collective."""
     spec_file, result_file = argv if argv is not None else sys.argv[1:]
-    spec = RunSpec.model_validate(_read_json(Path(spec_file)))
+    launched = _read_json(Path(spec_file))
+    ensure_registered(launched["strategy"])
+    spec = RunSpec.model_validate(launched["spec"])
     result = execute(spec)
     if result is None:
         return 0

@@ -8,7 +8,7 @@ import pytest
 from base import paths
 from base.errors import AdaptError
 from base.plan import parse_plan, run_specs
-from runners.launch import command, exit_reason
+from runners.launch import check_launchable, command, exit_reason
 
 PLAN = """\
 model: some/model
@@ -120,3 +120,13 @@ def test_exit_reasons_name_the_signal():
     assert exit_reason(-9) == "process killed by SIGKILL (the kernel's out-of-memory killer sends SIGKILL)"
     assert exit_reason(-15) == "process killed by SIGTERM"
     assert exit_reason(3) == "process exited with code 3 without writing a result"
+
+
+def test_fsdp_on_cpu_is_refused_before_anything_runs(tmp_path):
+    """accelerate 1.15 enables FSDP/DeepSpeed only on GPUs; CPU processes would silently run DDP over gloo."""
+    runs = specs(tmp_path, "launch: {num_processes: 2, distributed: fsdp}", device="cpu")
+    with pytest.raises(AdaptError, match="needs GPUs") as caught:
+        check_launchable(list(runs.values()))
+    assert caught.value.field == "launch.distributed"
+    check_launchable(list(specs(tmp_path, "launch: {num_processes: 2, distributed: fsdp}").values()))  # CUDA: fine
+    check_launchable(list(specs(tmp_path, "launch: {num_processes: 2}", device="cpu").values()))  # DDP on CPU: fine
