@@ -17,7 +17,7 @@ from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
 from base.results import ResultStore, RunResult, RunStatus, now_iso
-from runners.launch import check_launchable, run_in_child
+from runners.launch import check_launchable, is_distributed, run_in_child
 
 
 def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
@@ -86,6 +86,8 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     store = ResultStore(plan.output_dir)
     results = [store.get(s.run_id) for s in specs]
     todo = [s for s, r in zip(specs, results) if rerun or r is None or r.status is not RunStatus.ok]
+    if plan.launch.machine_rank > 0:
+        return lend_machine(todo, console)
     done = [r for r in results if r is not None and r.status is RunStatus.ok and not rerun]
     if done:
         console.print(f"[dim]{len(done)} finished run(s) found in {store.runs_dir}: skipped (use --rerun to repeat)[/]")
@@ -112,6 +114,16 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     if not console.is_terminal:
         console.print(summary_table(finished))
     return finished
+
+
+def lend_machine(todo: list[RunSpec], console: Any) -> list[RunResult]:
+    """Another machine of a multi-node launch (machine_rank > 0): it joins the distributed training runs, in the
+    same order as machine 0, which runs everything else and records every result."""
+    for spec in [s for s in todo if is_distributed(s)]:
+        console.print(f"… {spec.task.name} · {spec.strategy.name}: training processes of machine {spec.launch.machine_rank}",
+                      highlight=False)
+        run_in_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
+    return []
 
 
 def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, only: list[str],
