@@ -151,11 +151,12 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
             table.add_row(spec.run_id, spec.task.name, spec.strategy.name, "done" if store.is_done(spec.run_id) else "to run")
         console.print(table)
         return []
-    write_json_atomic(Path(loaded.output_dir) / "compare.json", {
-        "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
-        "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
-    })
-    _copy_advice(Path(plan), Path(loaded.output_dir))
+    if loaded.launch.machine_rank == 0:  # the results folder is machine 0's to write
+        write_json_atomic(Path(loaded.output_dir) / "compare.json", {
+            "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
+            "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
+        })
+        _copy_advice(Path(plan), Path(loaded.output_dir))
     results = compare(loaded, specs, rerun=rerun, console=console)
     failed = [r for r in results if r.status is RunStatus.failed]
     console.print(f"results: {store.runs_dir}  ({len(results) - len(failed)} ok, {len(failed)} failed)"
