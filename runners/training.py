@@ -530,7 +530,8 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
     settings = spec.strategy
     common.seed_everything(spec.seed)
     accelerator = make_accelerator(spec.device, spec.launch.mixed_precision)
-    device = str(accelerator.device)  # this process's own device (cuda:<local rank> under DDP), QLoRA included
+    # this process's own device: cuda:<local rank> under DDP, QLoRA included; accelerate names CPU processes cpu:0
+    device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
     data = common.load_task_data(spec, need_corpus=continued_pretraining)
     model, tokenizer = load_model(spec.model, device, spec.dtype, quantization_config=quantization_config)
     model = build_model(model, settings)

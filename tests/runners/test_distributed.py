@@ -13,11 +13,11 @@ from base.plan import load_plan, run_specs
 from base.results import ResultStore, RunStatus
 from runners.compare import compare
 
-# Tolerance of the 1- vs 2-process comparison. The two runs see the same examples per optimizer step; they differ
-# only in float summation order (each process packs and sums its half, DDP averages gradients). Measured: losses
-# equal to the 5 decimals recorded, adapter weights within 1.4e-6.
-LOSS_RTOL = 1e-4
-WEIGHT_ATOL = 1e-5
+# Tolerances of the 1- vs 2-process comparison (relative on losses, absolute on adapter weights). The two runs see
+# the same examples per optimizer step; LoRA differs only in float summation order (each process packs and sums its
+# half, DDP averages gradients): measured, losses equal to the 5 decimals recorded, weights within 1.4e-6. QLoRA's
+# bitsandbytes CPU kernels also depend on the batch's shape: measured, losses within 5e-4 relative.
+TOLERANCE = {"lora": (1e-4, 1e-5), "qlora": (2e-3, 1e-3)}
 
 
 def write_plan(folder, model_dir, strategies: str, launch: str = "", train_rows: int = 10):
@@ -56,12 +56,16 @@ def adapter_weights(folder):
 LORA = "  - {strategy: lora, epochs: 2, batch_size: 4, grad_accum: 2, learning_rate: 0.01, dropout: 0.0, max_length: 48, warmup_ratio: 0.0, eval_fraction: 0.1, max_new_tokens: 2}"
 
 
-def test_two_process_ddp_lora_matches_one_process(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("strategy", ["lora", "qlora"])
+def test_two_process_ddp_matches_one_process(strategy, tmp_path, tiny_model_dir):
+    """QLoRA: each process loads its own 4-bit model on its own device (device_map {"": local process})."""
+    loss_rtol, weight_atol = TOLERANCE[strategy]
     results = {}
     for processes in (1, 2):
         folder = tmp_path / f"p{processes}"
         folder.mkdir()
-        plan, (result,) = run_plan(write_plan(folder, tiny_model_dir, LORA), [f"launch.num_processes={processes}"])
+        plan, (result,) = run_plan(write_plan(folder, tiny_model_dir, LORA.replace("lora", strategy)),
+                                   [f"launch.num_processes={processes}"])
         assert result.status is RunStatus.ok, result.error
         run_dir = plan.output_dir / "artifacts" / result.run_id
         assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["README.md", "adapter_config.json",
@@ -77,13 +81,13 @@ def test_two_process_ddp_lora_matches_one_process(tmp_path, tiny_model_dir):
     steps = [step for step, _ in one.curves["train_loss"]]
     assert steps == [1, 2, 3, 4] == [step for step, _ in two.curves["train_loss"]]  # 3 groups -> 2 steps an epoch
     assert [loss for _, loss in two.curves["train_loss"]] == pytest.approx([loss for _, loss in one.curves["train_loss"]],
-                                                                           rel=LOSS_RTOL)
+                                                                           rel=loss_rtol)
     assert [loss for _, loss in two.curves["eval_loss"]] == pytest.approx([loss for _, loss in one.curves["eval_loss"]],
-                                                                          rel=LOSS_RTOL)
+                                                                          rel=loss_rtol)
     assert one.cost["train_steps"] == two.cost["train_steps"] == 4
     assert set(one_weights) == set(two_weights)
     for name, weight in one_weights.items():  # both processes' gradients went in: half a batch would land elsewhere
-        assert (weight - two_weights[name]).abs().max() < WEIGHT_ATOL, name
+        assert (weight - two_weights[name]).abs().max() < weight_atol, name
     assert any((w != 0).any() for n, w in one_weights.items() if "lora_B" in n)  # and training moved the adapter
 
 
