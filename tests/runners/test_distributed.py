@@ -129,3 +129,16 @@ def test_killed_training_process_is_recorded_and_resumed(tmp_path, tiny_model_di
     assert resumed.cost["resumed_from_epoch"] >= epoch_at_kill
     assert resumed.cost["epochs_done"] == 40
     assert [step for step, _ in resumed.curves["train_loss"]] == list(range(1, resumed.cost["train_steps"] + 1))
+
+
+def test_mixed_precision_reaches_the_training_process(tmp_path, tiny_model_dir):
+    """launch.mixed_precision=bf16 makes the run's Accelerator autocast: the same run, slightly different losses."""
+    curves = {}
+    for precision in ("no", "bf16"):
+        folder = tmp_path / precision
+        folder.mkdir()
+        _, (result,) = run_plan(write_plan(folder, tiny_model_dir, LORA), [f"launch.mixed_precision={precision}"])
+        assert result.status is RunStatus.ok, result.error
+        curves[precision] = [loss for _, loss in result.curves["train_loss"]]
+    assert curves["bf16"] != curves["no"]
+    assert curves["bf16"] == pytest.approx(curves["no"], rel=1e-2)
