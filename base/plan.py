@@ -227,6 +227,12 @@ class LaunchSettings(_Strict):
     main_process_ip: str | None = None
     main_process_port: int | None = Field(default=None, ge=1, le=65535)
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: Any) -> Any:
+        """YAML reads an unquoted `no` as false."""
+        return "no" if value is False else value
+
     @model_validator(mode="before")
     @classmethod
     def _from_config_file(cls, data: Any) -> Any:
