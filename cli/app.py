@@ -94,9 +94,10 @@ def compare(
 ) -> None:
     """Run strategies head to head on your data: one eval split, one scorer, measured cost, forgetting.
 
-    Each run writes one JSON under OUTPUT/runs/. Finished runs are skipped when you run the same plan
-    again, so Ctrl-C (or a crash) loses nothing: re-run to resume. A run that fails is recorded with its
-    error and the others go on.
+    Each run goes in a process of its own and writes one JSON under OUTPUT/runs/. Finished runs are
+    skipped when you run the same plan again, so Ctrl-C (or a crash) loses nothing: re-run to resume. A
+    run that fails (or whose process is killed, e.g. out of memory) is recorded with its error and the
+    others go on.
 
     A plan looks like:
 
@@ -116,6 +117,9 @@ def compare(
           - {strategy: few_shot, k: 4}    # balanced over labels; `calibrate: true` corrects label bias
           - {strategy: lora, r: 16}
           - full_ft
+        launch:                           # training runs on several GPUs (optional; README "On GPUs")
+          num_processes: 8                # or config_file: 8gpu-ddp | 8gpu-fsdp | 2node-ddp (configs/launch/)
+          mixed_precision: bf16
     """
     from runners.compare import compare_command
 
