@@ -17,7 +17,7 @@ from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
 from base.results import ResultStore, RunResult, RunStatus, now_iso
-from runners.launch import check_launchable, is_distributed, run_in_child
+from runners.launch import check_launchable, is_distributed, launch_child, run_in_child
 
 
 def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
@@ -122,7 +122,9 @@ def lend_machine(todo: list[RunSpec], console: Any) -> list[RunResult]:
     for spec in [s for s in todo if is_distributed(s)]:
         console.print(f"… {spec.task.name} · {spec.strategy.name}: training processes of machine {spec.launch.machine_rank}",
                       highlight=False)
-        run_in_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
+        returncode, _ = launch_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
+        console.print(f"{'✓' if returncode == 0 else '✗'} {spec.task.name} · {spec.strategy.name}: this machine's "
+                      f"processes exited with code {returncode}", highlight=False)
     return []
 
 

@@ -103,22 +103,34 @@ def free_port() -> int:
 
 
 def run_in_child(spec: RunSpec, on_line: Callable[[str], None] = lambda line: None) -> RunResult:
-    """Run `spec` in its own process(es) and return its result; a process that dies without one is a failed run.
-
-    Its output goes line by line to `on_line` and to the run's output.log. Ctrl-C reaches the child too (same
-    process group); the child is then stopped before KeyboardInterrupt goes on up.
-    """
+    """Run `spec` in its own process(es) and return its result; a process that dies without one is a failed run."""
     started = time.time()
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    spec_file, result_file = spec.run_dir / SPEC_FILE, spec.run_dir / RESULT_FILE
-    write_json_atomic(spec_file, {"spec": spec.model_dump(mode="json"), "strategy": describe(spec.strategy.strategy)})
+    result_file = spec.run_dir / RESULT_FILE
     result_file.unlink(missing_ok=True)
+    returncode, tail = launch_child(spec, on_line)
+    if result_file.exists():
+        return RunResult.from_json(_read_json(result_file))
+    return failed_result(spec, exit_reason(returncode), tail, started)
+
+
+def launch_child(spec: RunSpec, on_line: Callable[[str], None] = lambda line: None) -> tuple[int, str]:
+    """Start the run's process(es) and wait: (exit code, the tail of their output).
+
+    The output goes line by line to `on_line` and to the run's output.log (output.machine<rank>.log on the other
+    machines of a multi-node launch). Ctrl-C reaches the child too (same process group); the child is then stopped
+    before KeyboardInterrupt goes on up.
+    """
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = spec.run_dir / SPEC_FILE
+    write_json_atomic(spec_file, {"spec": spec.model_dump(mode="json"), "strategy": describe(spec.strategy.strategy)})
     import_path = [str(paths.REPO_ROOT), *(entry for entry in sys.path if entry)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(import_path))}
+    rank = spec.launch.machine_rank
+    log_file = spec.run_dir / (LOG_FILE if rank == 0 else LOG_FILE.replace(".log", f".machine{rank}.log"))
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    with open(spec.run_dir / LOG_FILE, "w", encoding="utf-8") as log:
-        child = subprocess.Popen(command(spec, spec_file, result_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 env=env, text=True, errors="replace", bufsize=1)
+    with open(log_file, "w", encoding="utf-8") as log:
+        child = subprocess.Popen(command(spec, spec_file, spec.run_dir / RESULT_FILE), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, env=env, text=True, errors="replace", bufsize=1)
         reader = threading.Thread(target=_forward, args=(child.stdout, log, tail, on_line), daemon=True)
         reader.start()
         try:
@@ -126,9 +138,7 @@ def run_in_child(spec: RunSpec, on_line: Callable[[str], None] = lambda line: No
         finally:
             _stop(child)
             reader.join(timeout=5)
-    if result_file.exists():
-        return RunResult.from_json(_read_json(result_file))
-    return failed_result(spec, exit_reason(returncode), "".join(tail), started)
+    return returncode, "".join(tail)
 
 
 def _forward(stream: Any, log: Any, tail: deque, on_line: Callable[[str], None]) -> None:

@@ -108,7 +108,8 @@ def test_other_machines_of_a_multi_node_launch_only_join_training(plan_file, mon
     text = plan_file.read_text().replace("strategies:\n", "strategies:\n  - {strategy: lora, max_steps: 1}\n")
     plan_file.write_text(text)
     launched = []
-    monkeypatch.setattr("runners.compare.run_in_child", lambda spec, on_line: launched.append(spec.strategy.name))
+    monkeypatch.setattr("runners.compare.launch_child", lambda spec, on_line: launched.append(spec.strategy.name) or (0, ""))
+    monkeypatch.setattr("runners.compare.run_in_child", lambda spec, on_line: pytest.fail("machine 1 ran a whole run"))
     plan = load_plan(plan_file)
     assert compare(plan, run_specs(plan, device="cpu")) == []
     assert launched == ["lora"]  # zero-shot and few-shot run on machine 0 only
