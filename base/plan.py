@@ -117,7 +117,7 @@ class TrainSettings(_StrategyBase):
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
     learning_rate: float = Field(default=2e-4, gt=0)
-    batch_size: int = Field(default=8, ge=1)  # examples per micro-batch, packed or not (as in Trainer)
+    batch_size: int = Field(default=8, ge=1)  # examples per micro-batch over all processes (global), packed or not
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=256, ge=8)
     packing: bool = True  # concatenate short examples into full rows (no padding waste)

@@ -281,3 +281,20 @@ def test_prompt_tuning_falls_back_to_padded_batches(tiny_model, tiny_tokenizer):
     assert is_prompt_learning(model) and not is_prompt_learning(tiny_model)
     stats = training.train(model, tiny_tokenizer, TOY, settings_for(PromptTuningSettings, max_steps=2, epochs=2))
     assert stats.steps == 2 and stats.examples_seen == 4  # batch 2 of single examples, not packed rows
+
+
+@pytest.mark.parametrize("build, cls", [(lora_model, LoraSettings), (all_trainable, FullFTSettings)])
+def test_sharded_runs_score_the_saved_model_which_reloads_exactly(build, cls, tiny_model_dir, tiny_tokenizer, tmp_path,
+                                                                 build_tiny_model):
+    """Under FSDP/DeepSpeed the main process scores what save_model gathered and wrote: base + adapter, or full weights."""
+    from types import SimpleNamespace
+
+    model = build(build_tiny_model(tiny_tokenizer), settings_for(cls))
+    folder = tmp_path / "model"
+    training.train(model, tiny_tokenizer, TOY, settings_for(cls, max_steps=2, epochs=2, learning_rate=1e-2), save_to=folder)
+    reloaded = training.load_saved(SimpleNamespace(model=str(tiny_model_dir), dtype="float32"), folder, "cpu")
+    ids = torch.tensor([tiny_tokenizer(TOY[0][0])["input_ids"]])
+    model.eval(), reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, reloaded(input_ids=ids).logits)
+        assert not torch.allclose(model(input_ids=ids).logits, build_tiny_model(tiny_tokenizer)(input_ids=ids).logits)
