@@ -132,7 +132,7 @@ class TrainSettings(_StrategyBase):
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
     learning_rate: float = Field(default=2e-4, gt=0)
-    batch_size: int = Field(default=8, ge=1)  # examples per micro-batch, packed or not (as in Trainer)
+    batch_size: int = Field(default=8, ge=1)  # examples per micro-batch over all processes (global), packed or not
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=256, ge=8)
     packing: bool = True  # concatenate short examples into full rows (no padding waste)
@@ -220,6 +220,73 @@ class CostSettings(_Strict):
     usd_per_1m_output_tokens: float = Field(default=0.40, ge=0)
 
 
+# accelerate's distributed_type (in its config files) -> ours
+ACCELERATE_DISTRIBUTED = {"NO": "none", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp", "FSDP": "fsdp", "DEEPSPEED": "deepspeed"}
+
+
+class LaunchSettings(_Strict):
+    """How each training run's processes are started (runners/launch.py), in `accelerate launch`'s terms.
+
+    `num_processes` counts processes over all machines (one per GPU); 1 runs a plain process. `distributed` picks
+    DDP (adapters), FSDP or DeepSpeed ZeRO-3 (full fine-tuning, CPT). `config_file` is an accelerate config (a path,
+    or the name of one in configs/launch/): the fields the plan leaves out are read from it, so the plan's win.
+    Multi-node: the same `adapt compare` on every machine, each with its own `machine_rank`.
+    """
+
+    num_processes: int = Field(default=1, ge=1)
+    distributed: Literal["none", "ddp", "fsdp", "deepspeed"] = "ddp"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    config_file: Path | None = None
+    num_machines: int = Field(default=1, ge=1)
+    machine_rank: int = Field(default=0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: Any) -> Any:
+        """YAML reads an unquoted `no` as false."""
+        return "no" if value is False else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_config_file(cls, data: Any) -> Any:
+        """Fill what the plan leaves out from the accelerate config file, so the settings say what will run."""
+        if not isinstance(data, dict) or data.get("config_file") is None:
+            return data
+        path = Path(data["config_file"])
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read the accelerate config {path}: {exc}".splitlines()[0]) from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} is not an accelerate config (a YAML mapping, as `accelerate config` writes)")
+        if "distributed_type" in config:
+            distributed = ACCELERATE_DISTRIBUTED.get(str(config["distributed_type"]))
+            if distributed is None:
+                raise ValueError(f"{path}: distributed_type {config['distributed_type']!r} is not one of "
+                                 f"{sorted(ACCELERATE_DISTRIBUTED)}")
+            config["distributed"] = distributed
+        return {**{key: config[key] for key in cls.model_fields if key in config and key != "config_file"}, **data}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LaunchSettings":
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes ({self.num_processes}) must be a multiple of num_machines ({self.num_machines}): "
+                             "each machine runs num_processes / num_machines of them")
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} is not below num_machines {self.num_machines}")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError("several machines need main_process_ip: the address of machine_rank 0")
+        if self.distributed == "none" and self.num_processes > 1:
+            raise ValueError("distributed: none runs one process; set num_processes: 1 or pick ddp, fsdp or deepspeed")
+        return self
+
+    @property
+    def multi_process(self) -> bool:
+        return self.num_processes > 1 or self.num_machines > 1
+
+
 class Plan(_Strict):
     name: str = "plan"
     model: str = DEFAULT_MODEL  # a registry name (`adapt models list`), a local HF folder or a hub id
@@ -231,6 +298,7 @@ class Plan(_Strict):
     strategies: list[StrategySettings] = Field(min_length=1)
     forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    launch: LaunchSettings = Field(default_factory=LaunchSettings)
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -272,6 +340,9 @@ class Plan(_Strict):
                     bundled = Path(path).is_relative_to(paths.data_dir())
                     hint = "run `adapt data ensure` to provision the bundled data" if bundled else None
                     raise AdaptError(f"{key} file not found: {path}", file=source, field=f"tasks.{task.name}.{key}", hint=hint)
+        if self.launch.config_file is not None and not Path(self.launch.config_file).exists():
+            raise AdaptError(f"launch config file not found: {self.launch.config_file}", file=source, field="launch.config_file",
+                             hint=f"a path relative to the plan, or one of {sorted(p.stem for p in (paths.CONFIGS_DIR / 'launch').glob('*.yaml'))}")
         for task, strategy in self.runs():
             needs = registry.get(strategy.strategy).needs
             if "train" in needs and task.train is None:
@@ -370,6 +441,13 @@ def _expand(value: Any, base: Path) -> Any:
     return path if path.is_absolute() else (base / path)
 
 
+def _launch_config(value: Any, base: Path) -> Path:
+    """A launch config path relative to the plan, or the name of one shipped in configs/launch/ (e.g. 8gpu-fsdp)."""
+    shipped = paths.CONFIGS_DIR / "launch" / Path(str(value)).with_suffix(".yaml").name
+    path = _expand(value, base)
+    return shipped if not path.exists() and "/" not in str(value) and shipped.exists() else path
+
+
 def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None, overrides: list[str] = ()) -> Plan:
     """Parse and validate a plan's YAML text; every error is an AdaptError naming source, line and field."""
     try:
@@ -392,6 +470,9 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
                     task[key] = _expand(task[key], base)
     if data.get("output_dir") is not None:
         data["output_dir"] = _expand(data["output_dir"], base)
+    launch = data.get("launch")
+    if isinstance(launch, dict) and launch.get("config_file") is not None:
+        launch["config_file"] = _launch_config(launch["config_file"], base)
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
@@ -452,12 +533,13 @@ class RunSpec(_Strict):
     strategy: StrategySettings
     forgetting: ForgettingSettings
     cost: CostSettings
+    launch: LaunchSettings = Field(default_factory=LaunchSettings)
     data_hashes: dict[str, str | None]
     run_dir: PathField  # where this run keeps its artifacts (adapters, checkpoints, predictions)
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the result; output locations and the plan's name are left out."""
-        return {
+        identity = {
             "model": self.model,
             "seed": self.seed,
             "device": self.device,
@@ -466,6 +548,9 @@ class RunSpec(_Strict):
             "strategy": self.strategy.model_dump(mode="json", exclude={"tasks", "label"}),
             "data": self.data_hashes,
         }
+        if self.launch.mixed_precision != "no":  # changes the numbers; process counts and addresses do not
+            identity["mixed_precision"] = self.launch.mixed_precision
+        return identity
 
     @property
     def config_hash(self) -> str:
@@ -503,7 +588,7 @@ def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
         hashes = {key: digest(getattr(task, key)) for key in ("train", "eval", "corpus")}
         spec = RunSpec(
             plan_name=plan.name, model=plan.model, seed=plan.seed, device=device, dtype=plan.dtype,
-            task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost,
+            task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost, launch=plan.launch,
             data_hashes=hashes, run_dir=Path(plan.output_dir),
         )
         spec.run_dir = paths.inside(plan.output_dir, "artifacts", paths.check_name(spec.run_id, field="run id",

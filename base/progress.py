@@ -3,12 +3,15 @@
 `adapt compare` installs a display with `showing(display)`: a rich Progress on a terminal, a `LogDisplay`
 elsewhere (a CI log, `make demo | tee`), which prints one line per phase and a heartbeat line at least every
 `HEARTBEAT_S` seconds (step/total, loss, ETA) — rich's own bars print nothing to a non-terminal until they end.
+A run's own process (runners.launch) shows its progress the same way on its stdout, which compare forwards;
+`ADAPT_HEARTBEAT_S` in the environment sets the interval for every process (tests set it to 0).
 Runners open bars with `bar(description, total)` and may pass fields with each advance (`advance(1, loss=0.7)`).
 Outside compare (tests, library use) bars are silent no-ops.
 """
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 HEARTBEAT_S = 30.0  # the longest a log goes without a line while work is under way
+HEARTBEAT_ENV = "ADAPT_HEARTBEAT_S"
 
 _display: contextvars.ContextVar[Any] = contextvars.ContextVar("adaptlab_progress", default=None)
 
@@ -78,7 +82,7 @@ class LogDisplay:
 
     def __init__(self, console: Any, interval: float | None = None) -> None:
         self.console = console
-        self.interval = HEARTBEAT_S if interval is None else interval
+        self.interval = float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_S)) if interval is None else interval
         self._stages: dict[int, _Stage] = {}
         self._next_id = 0
         self._lock = threading.Lock()

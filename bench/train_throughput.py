@@ -2,16 +2,23 @@
 
 Both train the same LoRA on the same model, data, batch size, learning rate and number of optimizer steps;
 throughput is real (non-pad) tokens per second of training. The goal is >= 1.3x from packing (no padding waste).
+Then our loop again as 2 processes (torchrun, DDP over gloo on CPU) with the same global batch: tokens/s of the
+whole job, 1 process vs 2.
 
     python bench/train_throughput.py                       # the embedded SmolLM2-135M-Instruct, SST-2 sentences
     python bench/train_throughput.py --random-init         # same architecture, random weights (no weights needed)
     python bench/train_throughput.py --tiny --steps 5      # a 2-layer model: checks that the script runs
+    python bench/train_throughput.py --processes 1         # skip the 2-process run
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,6 +80,8 @@ def training_pairs(tokenizer, count: int, seed: int) -> tuple[list[tuple[str, st
 
 
 def ours(build, tokenizer, pairs, args) -> dict:
+    import torch
+
     from base.plan import LoraSettings
     from runners.lora import lora_model
     from runners.training import train
@@ -82,7 +91,8 @@ def ours(build, tokenizer, pairs, args) -> dict:
     model = lora_model(build(), settings)
     stats = train(model, tokenizer, pairs, settings, device=args.device, seed=0)
     return {"tokens_per_s": stats.tokens_per_s, "examples_per_s": stats.examples_per_s, "time_s": stats.train_time_s,
-            "steps": stats.steps, "tokens": stats.tokens_seen, "final_loss": stats.train_loss[-1][1]}
+            "steps": stats.steps, "tokens": stats.tokens_seen, "final_loss": stats.train_loss[-1][1],
+            "threads": torch.get_num_threads()}
 
 
 def trainer_baseline(build, tokenizer, pairs, args) -> dict:
@@ -124,6 +134,17 @@ def trainer_baseline(build, tokenizer, pairs, args) -> dict:
             "time_s": elapsed, "steps": output.global_step, "tokens": counted["tokens"], "final_loss": output.training_loss}
 
 
+def multi_process(args: argparse.Namespace, processes: int) -> dict:
+    """This script again under torchrun with `processes` workers, each running `ours` on its share of every global
+    batch; the main one writes the row."""
+    with tempfile.TemporaryDirectory() as folder:
+        row_file = Path(folder) / "row.json"
+        worker = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                  str(Path(__file__).resolve()), *sys.argv[1:], "--worker-row", str(row_file)]
+        subprocess.run(worker, check=True, stdout=subprocess.DEVNULL)
+        return json.loads(row_file.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="embedded name or local HF folder")
@@ -131,22 +152,35 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer 64-wide model with the model's tokenizer")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="global: examples per step over all processes")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--examples", type=int, default=600)
+    parser.add_argument("--processes", type=int, default=2, help="the multi-process run's process count (1: skip it)")
+    parser.add_argument("--worker-row", type=Path, help=argparse.SUPPRESS)  # set by multi_process for its workers
     args = parser.parse_args()
 
     build, tokenizer = load(args)
     pairs, source = training_pairs(tokenizer, args.examples, seed=0)
+    if args.worker_row:
+        row = ours(build, tokenizer, pairs, args)
+        if int(os.environ.get("RANK", "0")) == 0:
+            args.worker_row.write_text(json.dumps(row))
+        return
     print(f"{len(pairs)} examples; LoRA r=8 on q,k,v,o; batch {args.batch}, {args.steps} steps, lr {args.lr}, "
           f"device {args.device}, data {source}")
     baseline = trainer_baseline(build, tokenizer, pairs, args)
     packed = ours(build, tokenizer, pairs, args)
-    for name, row in (("Trainer + DataCollatorForSeq2Seq", baseline), ("adaptlab (packed)", packed)):
+    rows = [("Trainer + DataCollatorForSeq2Seq", baseline), ("adaptlab (packed), 1 process", packed)]
+    if args.processes > 1:
+        rows.append((f"adaptlab (packed), {args.processes} processes", multi_process(args, args.processes)))
+    for name, row in rows:
         print(f"{name:34s} {row['tokens_per_s']:9.1f} tok/s {row['examples_per_s']:8.2f} ex/s "
-              f"{row['time_s']:7.2f} s  {row['steps']} steps  {row['tokens']} tokens  loss {row['final_loss']:.3f}")
+              f"{row['time_s']:7.2f} s  {row['steps']} steps  {row['tokens']} tokens  loss {row['final_loss']:.3f}"
+              + (f"  ({row['threads']} torch threads a process)" if "threads" in row else ""))
     print(f"ratio (tokens/s, ours / Trainer): {packed['tokens_per_s'] / baseline['tokens_per_s']:.2f}x")
+    if args.processes > 1:
+        print(f"ratio (tokens/s, {args.processes} processes / 1): {rows[-1][1]['tokens_per_s'] / packed['tokens_per_s']:.2f}x")
 
 
 if __name__ == "__main__":

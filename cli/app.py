@@ -35,7 +35,7 @@ def friendly_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from base import errors  # here, not at the top: `adapt --help` loads no plan schema
-        from cli.quiet import quiet_third_party
+        from base.quiet import quiet_third_party
 
         quiet_third_party()
         try:
@@ -110,9 +110,10 @@ def compare(
 
     Exit code: 0 every run ok, 1 some run failed, 2 bad input (nothing ran), 3 unexpected error.
 
-    Each run writes one JSON under OUTPUT/runs/. Finished runs are skipped when you run the same plan
-    again, so Ctrl-C (or a crash) loses nothing: re-run to resume. A run that fails is recorded with its
-    error and the others go on.
+    Each run goes in a process of its own and writes one JSON under OUTPUT/runs/. Finished runs are
+    skipped when you run the same plan again, so Ctrl-C (or a crash) loses nothing: re-run to resume. A
+    run that fails (or whose process is killed, e.g. out of memory) is recorded with its error and the
+    others go on.
 
     A plan looks like:
 
@@ -132,6 +133,9 @@ def compare(
           - {strategy: few_shot, k: 4}    # balanced over labels; `calibrate: true` corrects label bias
           - {strategy: lora, r: 16}
           - full_ft
+        launch:                           # training runs on several GPUs (optional; README "On GPUs")
+          num_processes: 8                # or config_file: 8gpu-ddp | 8gpu-fsdp | 2node-ddp (configs/launch/)
+          mixed_precision: bf16
     """
     from advisor.plan_time import plan_seconds
     from base.errors import EXIT_RUNS_FAILED

@@ -1,26 +1,25 @@
 """`adapt compare`: run a plan's strategies head to head, one JSON per run, resumable.
 
-Each finished run is saved before the next starts, so Ctrl-C or a crash keeps every finished run and a
-re-run skips them (a run is identified by the hash of its resolved config). A run that fails is recorded
-as failed with its error; the others go on.
+Every run goes in a process of its own (runners.launch), one after another. Each finished run is saved before the
+next starts, so Ctrl-C or a crash keeps every finished run and a re-run skips them (a run is identified by the hash
+of its resolved config). A run that fails, or whose process dies (out of memory, killed), is recorded as failed with
+its error; the others go on, and a re-run resumes a killed training run from its last epoch checkpoint.
 """
 from __future__ import annotations
 
 import shlex
 import sys
-import time
-import traceback
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from base import registry
 from base.errors import AdaptError
 from base.plan import Plan, RunSpec, load_plan, run_specs
 from base.io import write_json_atomic
 from base.progress import duration
 from base.lock import results_lock
 from base.results import ResultStore, RunResult, RunStatus, now_iso
+from runners.launch import check_launchable, is_distributed, launch_child, run_in_child
 from runners.preflight import preflight
 
 
@@ -34,71 +33,6 @@ def select(specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
         raise AdaptError(f"--only names {unknown}, which the plan does not run", field="--only",
                          hint=f"the plan's strategies: {sorted(known)}")
     return [s for s in specs if s.strategy.strategy in only or s.strategy.name in only]
-
-
-def failed_result(spec: RunSpec, error: BaseException, started: float) -> RunResult:
-    """A failed run keeps its config and error so the report can list it; the traceback goes beside it."""
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    (spec.run_dir / "error.txt").write_text("".join(traceback.format_exception(error)), encoding="utf-8")
-    message = f"{type(error).__name__}: {error}".strip()
-    if type(error).__name__ in ("OutOfMemoryError", "MemoryError"):
-        message = f"out of memory: {message}"
-    return RunResult(
-        run_id=spec.run_id, task=spec.task.name, strategy=spec.strategy.strategy, label=spec.strategy.name,
-        status=RunStatus.failed, config=spec.model_dump(mode="json"), config_hash=spec.config_hash,
-        error=message.splitlines()[0][:500], seed=spec.seed, model=spec.model, hashes=dict(spec.data_hashes),
-        started_at=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), finished_at=now_iso(),
-        duration_s=round(time.time() - started, 3),
-    )
-
-
-def execute(spec: RunSpec) -> RunResult:
-    """Run one strategy; any exception becomes a failed result (KeyboardInterrupt still stops the comparison)."""
-    from runners import get_runner
-
-    started = time.time()
-    try:
-        return get_runner(spec.strategy.strategy)(spec)
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:  # noqa: BLE001 - recorded, and the comparison goes on
-        return failed_result(spec, error, started)
-    finally:
-        release_memory()
-
-
-def release_memory() -> None:
-    """Free the finished run's model before the next one: on CPU, peak memory is the process's RSS, so leftovers
-    from one run would inflate the next run's figure."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed arenas; hand them back to the OS
-    except OSError:
-        pass
-
-
-def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None:
-    """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run."""
-    if not (spec.forgetting.enabled and result.status is RunStatus.ok and registry.get(spec.strategy.strategy).changes_weights):
-        return
-    adapted = spec.run_dir / "model"
-    if not adapted.exists():
-        result.forgetting = {"error": f"no saved model at {adapted}"}
-        return
-    from runners.forgetting import check_forgetting
-    from base.progress import note
-
-    note(f"{spec.task.name} · {spec.strategy.name}: forgetting checks ({', '.join(spec.forgetting.benchmarks)})")
-    try:
-        result.forgetting = check_forgetting(spec.model, adapted, spec.forgetting, device=spec.device,
-                                             cache_dir=results_root / "base")
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:  # noqa: BLE001
-        result.forgetting = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
 
 
 def summary_table(results: list[RunResult], pending: list[RunSpec] = ()) -> Any:
@@ -146,6 +80,7 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     """Run every spec not already finished, saving each result as soon as it exists."""
     from rich.console import Console, Group
     from rich.live import Live
+    from rich.text import Text
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from base.progress import LogDisplay, showing
@@ -154,6 +89,8 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     store = ResultStore(plan.output_dir)
     results = [store.get(s.run_id) for s in specs]
     todo = [s for s, r in zip(specs, results) if rerun or r is None or r.status is not RunStatus.ok]
+    if plan.launch.machine_rank > 0:
+        return lend_machine(todo, console)
     done = [r for r in results if r is not None and r.status is RunStatus.ok and not rerun]
     if done:
         console.print(f"[dim]{len(done)} finished run(s) found in {store.runs_dir}: skipped (use --rerun to repeat)[/]")
@@ -171,8 +108,7 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
             progress.update(overall, description=stage)
             if not console.is_terminal:
                 console.print(f"… {stage}", highlight=False)
-            result = execute(spec)
-            add_forgetting(spec, result, Path(plan.output_dir))
+            result = run_in_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
             store.save(result)
             console.print(one_line(result), highlight=False)
             finished.append(result)
@@ -182,6 +118,18 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
     if not console.is_terminal:
         console.print(summary_table(finished))
     return finished
+
+
+def lend_machine(todo: list[RunSpec], console: Any) -> list[RunResult]:
+    """Another machine of a multi-node launch (machine_rank > 0): it joins the distributed training runs, in the
+    same order as machine 0, which runs everything else and records every result."""
+    for spec in [s for s in todo if is_distributed(s)]:
+        console.print(f"… {spec.task.name} · {spec.strategy.name}: training processes of machine {spec.launch.machine_rank}",
+                      highlight=False)
+        returncode, _ = launch_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
+        console.print(f"{'✓' if returncode == 0 else '✗'} {spec.task.name} · {spec.strategy.name}: this machine's "
+                      f"processes exited with code {returncode}", highlight=False)
+    return []
 
 
 def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, only: list[str],
@@ -201,6 +149,7 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
     loaded.check_runnable(source=str(plan))
     specs = select(run_specs(loaded), only)
     preflight(loaded, specs, dry_run=dry_run)
+    check_launchable(specs, source=str(plan))
     store = ResultStore(loaded.output_dir)
     to_run = [spec for spec in specs if rerun or not store.is_done(spec.run_id)]
     seconds = _estimated_seconds(estimate, loaded, to_run, console)
@@ -219,15 +168,17 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
                       "(a guide: the estimate aims to be within 2x)", highlight=False)
     if dry_run:
         return []
-    with results_lock(loaded.output_dir) as stale:
+    writer = loaded.launch.machine_rank == 0  # the results folder is machine 0's to write (and lock)
+    with results_lock(loaded.output_dir) if writer else nullcontext(None) as stale:
         if stale:
             console.print(f"[dim]took over the lock of a compare that ended without releasing it "
                           f"(pid {stale.get('pid')} on {stale.get('host')})[/]", highlight=False)
-        write_json_atomic(Path(loaded.output_dir) / "compare.json", {
-            "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
-            "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
-        })
-        _copy_advice(Path(plan), Path(loaded.output_dir))
+        if writer:
+            write_json_atomic(Path(loaded.output_dir) / "compare.json", {
+                "command": shlex.join(["adapt", "compare", *sys.argv[2:]]) if sys.argv[1:2] == ["compare"] else shlex.join(sys.argv),
+                "plan_path": str(Path(plan).resolve()), "plan": loaded.model_dump(mode="json"), "started_at": now_iso(),
+            })
+            _copy_advice(Path(plan), Path(loaded.output_dir))
         results = compare(loaded, specs, rerun=rerun, console=console)
     failed = [r for r in results if r.status is RunStatus.failed]
     console.print(f"results: {store.runs_dir}  ({len(results) - len(failed)} ok, {len(failed)} failed)"

@@ -213,7 +213,7 @@ def torch_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return getattr(torch, dtype)
 
 
@@ -238,7 +238,8 @@ def is_prompt_learning(model: Any) -> bool:
 
 
 def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto", quantization_config: Any = None) -> tuple[Any, Any]:
-    """Load (model, tokenizer) on `device`; a quantization_config (QLoRA) is passed through to transformers."""
+    """Load (model, tokenizer) on `device` ("cpu", "cuda" or "cuda:<index>"); a quantization_config (QLoRA) is passed
+    through to transformers, with the whole model placed on that one device (under DDP each process's own GPU)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -249,7 +250,7 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto", quan
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype, device)}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-        kwargs["device_map"] = {"": device if device == "cpu" else 0}
+        kwargs["device_map"] = {"": "cpu" if device == "cpu" else int(device.partition(":")[2] or 0)}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:

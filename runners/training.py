@@ -12,9 +12,14 @@ Recipes differ only in how they build the model; everything else lives here so t
 - AdamW, a transformers schedule (cosine with warmup by default), gradient clipping at 1.0, seeded shuffling per epoch;
 - eval loss per epoch, optional early stop, a checkpoint per epoch and resume from the last one.
 
-A plain PyTorch loop rather than HF Trainer: bench/train_throughput.py measures it against Trainer.
-Multi-GPU: not wired in. `accelerate.Accelerator` would wrap model/optimizer/backward here, but QLoRA models come
-with a device_map that Accelerator.prepare must not move; left for when a multi-GPU machine can test it.
+Every run goes through `accelerate.Accelerator` (runners/launch.py starts one process, or N under `accelerate launch`
+/ torchrun): DDP for adapters, FSDP or DeepSpeed for full fine-tuning (from the launch config), mixed precision,
+checkpoints through `save_state`/`load_state`. The loop itself stays ours rather than HF Trainer's because packing
+with restarting position ids, answer-only loss normalised over the global batch and the cost figures are what
+compare measures; bench/train_throughput.py measures it against Trainer. Batches are planned identically on every
+process (seeded) and each global micro-batch is split between the processes, so `batch_size` is global: 1 and N
+processes take the same optimizer steps on the same examples. accelerate's DataLoader sharding is not used: it
+either repeats examples to even out the last batch or leaves processes with different batch counts.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -35,8 +41,6 @@ from runners.models import is_prompt_learning
 IGNORE = -100
 CLIP_NORM = 1.0
 CHECKPOINT_MARKER = "latest.json"
-WEIGHTS_FILE = "trainable.safetensors"
-STATE_FILE = "state.pt"  # optimizer, schedule, RNG: read back with torch.load(weights_only=True)
 STAGING_SUFFIX = ".staging"
 
 
@@ -160,35 +164,62 @@ def collate(sequences: list[Sequence], rows: list[list[int]], pad_id: int, packe
     return batch
 
 
-def plan_batches(sequences: list[Sequence], batch_size: int, max_length: int, packed: bool, generator: Any) -> list[list[list[int]]]:
-    """One epoch of micro-batches of `batch_size` examples each, as Trainer counts them, so a plan's batch size and
-    epochs give the same number of optimizer steps packed or not. Packing only changes the layout: a micro-batch's
-    examples share as few rows of at most max_length tokens as fit, instead of each padded to the longest.
-    Returns micro-batches, each a list of rows, each row a list of sequence indices."""
+def plan_groups(lengths: list[int], batch_size: int, packed: bool, generator: Any) -> list[list[int]]:
+    """One epoch of micro-batches, each a group of `batch_size` example indices, as Trainer counts them, so a plan's
+    batch size and epochs give the same number of optimizer steps packed or not, on one process or many: the group is
+    global and split between the processes (`share`). Unpacked groups hold examples of similar length."""
     import torch
 
-    lengths = [len(s.input_ids) for s in sequences]
     if not packed:
-        return [[[i] for i in batch] for batch in length_groups(lengths, batch_size, generator)]
+        return length_groups(lengths, batch_size, generator)
     order = torch.randperm(len(lengths), generator=generator).tolist()
-    batches = []
-    for start in range(0, len(order), batch_size):
-        group = order[start:start + batch_size]
-        batches.append([[group[j] for j in row] for row in pack([lengths[i] for i in group], max_length)])
-    return batches
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def layout(group: list[int], lengths: list[int], max_length: int, packed: bool) -> list[list[int]]:
+    """The rows of one micro-batch: its examples packed into as few rows of at most max_length tokens as fit, or one
+    example a row (padded) when not packed."""
+    if not packed:
+        return [[i] for i in group]
+    return [[group[j] for j in row] for row in pack([lengths[i] for i in group], max_length)]
+
+
+def plan_batches(sequences: list[Sequence], batch_size: int, max_length: int, packed: bool, generator: Any) -> list[list[list[int]]]:
+    """One epoch on one process: micro-batches, each a list of rows, each row a list of sequence indices."""
+    lengths = [len(s.input_ids) for s in sequences]
+    return [layout(group, lengths, max_length, packed) for group in plan_groups(lengths, batch_size, packed, generator)]
+
+
+def share(processes: Any, group: list[int]) -> list[int]:
+    """This process's part of a global micro-batch (accelerate's split: contiguous, the first ones get one more)."""
+    with processes.split_between_processes(group) as mine:
+        return list(mine)
 
 
 # --- loss ---------------------------------------------------------------------------------------------------
 
 
-def batch_loss_sum(model: Any, batch: dict[str, Any], device: str) -> tuple[Any, int]:
-    """Summed token loss of a batch and its number of target tokens (labels are shifted inside the model)."""
+def batch_loss_sum(model: Any, batch: dict[str, Any] | None, device: Any) -> tuple[Any, int]:
+    """Summed token loss of a batch and its number of target tokens (labels are shifted inside the model).
+
+    A process whose share of a micro-batch is empty (`batch` None) still runs a zero-loss forward on one token: under
+    DDP/FSDP every process must run the same forwards and backwards, or the collectives inside them hang.
+    """
+    import torch
+
+    if batch is None:
+        logits = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device), use_cache=False).logits
+        return logits.sum() * 0.0, 0
     inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "labels", "position_ids", "attention_mask")}
     targets = int((batch["labels"] != IGNORE).sum())
-    if targets == 0:
-        return None, 0
-    output = model(**inputs, use_cache=False, num_items_in_batch=targets)
+    output = model(**inputs, use_cache=False, num_items_in_batch=max(targets, 1))
     return output.loss * targets, targets
+
+
+def local_batch(sequences: list[Sequence], mine: list[int], lengths: list[int], max_length: int, pad_id: int,
+                packed: bool) -> dict[str, Any] | None:
+    """This process's examples of a micro-batch as tensors (None when it has none)."""
+    return collate(sequences, layout(mine, lengths, max_length, packed), pad_id, packed) if mine else None
 
 
 @contextmanager
@@ -210,52 +241,63 @@ def eval_mode(model: Any) -> Iterator[None]:
         model.train(was_training)
 
 
-def eval_loss(model: Any, sequences: list[Sequence], batch_size: int, max_length: int, packed: bool, pad_id: int, device: str) -> float | None:
-    """Token-mean loss over held-out sequences."""
+def eval_loss(model: Any, sequences: list[Sequence], batch_size: int, max_length: int, packed: bool, pad_id: int,
+              device: Any, processes: Any = None) -> float | None:
+    """Token-mean loss over held-out sequences, each process scoring its share of every micro-batch (summed)."""
     import torch
+    from accelerate import PartialState
+    from accelerate.utils import reduce
 
     if not sequences:
         return None
-    total, count = 0.0, 0
+    processes = processes or PartialState()
+    lengths = [len(s.input_ids) for s in sequences]
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, target tokens
     generator = torch.Generator().manual_seed(0)
     with eval_mode(model), torch.no_grad():
-        for rows in plan_batches(sequences, batch_size, max_length, packed, generator):
-            loss, targets = batch_loss_sum(model, collate(sequences, rows, pad_id, packed), device)
-            if targets:
-                total += float(loss)
-                count += targets
+        for group in plan_groups(lengths, batch_size, packed, generator):
+            mine = share(processes, group)
+            loss, targets = batch_loss_sum(model, local_batch(sequences, mine, lengths, max_length, pad_id, packed), device)
+            totals += torch.tensor([float(loss), targets], dtype=torch.float64, device=device)
+    total, count = reduce(totals, "sum").tolist() if processes.num_processes > 1 else totals.tolist()
     return total / count if count else None
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------
 
 
-def _trainable_state(model: Any) -> dict[str, Any]:
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+def keep_trainable_only(models: list[Any], weights: list[dict[str, Any]], _folder: str) -> None:
+    """accelerate save-state hook: checkpoint only the trained weights (a LoRA checkpoint of an 8B model is MBs,
+    not the 16 GB of frozen base weights); `load_state(strict=False)` fills them back in."""
+    for model, state in zip(models, weights):
+        trained = {name for name, param in model.named_parameters() if param.requires_grad}
+        for key in [key for key in state if key not in trained]:
+            del state[key]
 
 
-def save_checkpoint(checkpoint_dir: Path, epoch: int, model: Any, optimizer: Any, scheduler: Any, stats: TrainStats,
-                    fingerprint: dict[str, Any]) -> None:
-    """Trainable weights (safetensors) + optimizer, schedule and RNG (tensors and plain values only) after an epoch,
-    staged in a uniquely named folder and renamed into place; only the newest checkpoint is kept."""
-    import torch
-    from safetensors.torch import save_file
+def save_checkpoint(accelerator: Any, checkpoint_dir: Path, epoch: int, stats: TrainStats, fingerprint: dict[str, Any]) -> None:
+    """accelerate's state (trained weights as safetensors, optimizer, schedule, every process's RNG) plus our stats
+    after an epoch, staged in a uniquely named folder then renamed; only the newest checkpoint is kept. Every process
+    calls this (checkpoint_dir is shared; the main process names the staging folder and tells the others)."""
+    from accelerate.utils import broadcast_object_list
 
     folder = checkpoint_dir / f"epoch-{epoch}"
-    staging = staging_dir(checkpoint_dir, f".epoch-{epoch}.", STAGING_SUFFIX)
-    save_file(_trainable_state(model), staging / WEIGHTS_FILE)
-    torch.save({
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }, staging / STATE_FILE)
-    write_json_atomic(staging / "stats.json", asdict(stats))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(staging, folder)
-    previous = read_marker(checkpoint_dir)
-    write_json_atomic(checkpoint_dir / CHECKPOINT_MARKER, {"epoch": epoch, "folder": folder.name, "fingerprint": fingerprint})
-    if previous and previous.get("folder") != folder.name:
-        shutil.rmtree(checkpoint_dir / previous["folder"], ignore_errors=True)
-    remove_stale_staging(checkpoint_dir)
+    named = [str(staging_dir(checkpoint_dir, f".epoch-{epoch}.", STAGING_SUFFIX)) if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(named)
+    staging = Path(named[0])
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json_atomic(staging / "stats.json", asdict(stats))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+        previous = read_marker(checkpoint_dir)
+        write_json_atomic(checkpoint_dir / CHECKPOINT_MARKER, {"epoch": epoch, "folder": folder.name, "fingerprint": fingerprint})
+        if previous and previous.get("folder") != folder.name:
+            shutil.rmtree(checkpoint_dir / previous["folder"], ignore_errors=True)
+        remove_stale_staging(checkpoint_dir)
+    accelerator.wait_for_everyone()
 
 
 def remove_stale_staging(folder: Path) -> None:
@@ -270,37 +312,24 @@ def read_marker(checkpoint_dir: Path) -> dict[str, Any] | None:
     return json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else None
 
 
-def load_checkpoint(checkpoint_dir: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: dict[str, Any]) -> tuple[int, TrainStats] | None:
+def load_checkpoint(accelerator: Any, checkpoint_dir: Path, fingerprint: dict[str, Any]) -> tuple[int, TrainStats] | None:
     """Restore the last epoch checkpoint when it was written by the same training setup; else start fresh.
 
-    Nothing in a checkpoint can run code: weights come from safetensors and the rest through torch.load with
-    weights_only=True (tensors and plain values); anything else is refused with the folder named."""
+    Nothing in a checkpoint can run code: accelerate reads weights from safetensors and the rest with
+    torch.load(weights_only=True) (tensors and plain values); anything else is refused with the folder named."""
     import pickle
-
-    import torch
-    from safetensors.torch import load_file
 
     from base.errors import AdaptError
 
     marker = read_marker(checkpoint_dir)
-    folder = checkpoint_dir / marker["folder"] if marker else None
-    if not marker or marker.get("fingerprint") != fingerprint or not (folder / STATE_FILE).exists():
+    if not marker or marker.get("fingerprint") != fingerprint or not (checkpoint_dir / marker["folder"]).is_dir():
         return None
+    folder = checkpoint_dir / marker["folder"]
     try:
-        trainable = load_file(folder / WEIGHTS_FILE)
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        accelerator.load_state(str(folder), strict=False)
     except (pickle.UnpicklingError, RuntimeError, OSError) as error:
         raise AdaptError(f"refusing to resume from this checkpoint: {str(error).splitlines()[0]}", file=folder,
                          hint="a checkpoint holds only tensors and plain values; delete the folder to train from the start") from None
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in trainable.items():
-            params[name].copy_(value.to(params[name].device))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
     stats = TrainStats(**json.loads((folder / "stats.json").read_text(encoding="utf-8")))
     return int(marker["epoch"]), stats
 
@@ -308,19 +337,34 @@ def load_checkpoint(checkpoint_dir: Path, model: Any, optimizer: Any, scheduler:
 # --- the loop -----------------------------------------------------------------------------------------------
 
 
+def make_accelerator(device: str = "cpu", mixed_precision: str = "no") -> Any:
+    """The Accelerator every training run goes through. `split_batches`: a plan's batch_size is global (examples
+    per micro-batch over all processes), so the schedule steps once per optimizer step whatever the process count."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
 def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: Any, *, eval_pairs: list[tuple[str, str]] = (),
           device: str = "cpu", seed: int = 0, checkpoint_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
-          loss_on_prompt: bool = False) -> TrainStats:
-    """Train `model` in place on (prompt, completion) pairs with `settings` (base.plan.TrainSettings).
+          loss_on_prompt: bool = False, accelerator: Any = None, save_to: Path | None = None) -> TrainStats:
+    """Train `model` on (prompt, completion) pairs with `settings` (base.plan.TrainSettings), through `accelerator`
+    (one process, or every process of an `accelerate launch`/torchrun, each calling this with the same arguments).
 
-    `progress` is an advance(n, loss=...) callback called once per optimizer step; without one a `base.progress` bar is
-    opened. With `checkpoint_dir`, a checkpoint is written after every epoch and a re-run resumes from the last one.
+    `settings.batch_size` is global: each optimizer step sees batch_size x grad_accum examples however many processes
+    share them, so 1 and N processes follow the same loss curve. `progress` is an advance(n, loss=...) callback called once per
+    optimizer step; without one the main process opens a `base.progress` bar. With `checkpoint_dir`, a checkpoint is
+    written after every epoch and a re-run resumes from the last one. With `save_to`, the trained model (adapter or
+    full weights) is saved there in the standard format, gathered from every process (FSDP shards included).
     """
     import torch
     from transformers import get_scheduler
 
     from base.errors import AdaptError
 
+    accelerator = accelerator or make_accelerator(device)
     torch.manual_seed(seed)
     packed = settings.packing and not is_prompt_learning(model)
     sequences = encode_pairs(tokenizer, list(pairs), settings.max_length, loss_on_prompt)
@@ -329,7 +373,9 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
         raise AdaptError("no training example has a non-empty answer to learn", field="train",
                          hint="check that the train file's target/label/answer column is filled")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    micro_per_epoch = len(plan_batches(sequences, settings.batch_size, settings.max_length, packed, torch.Generator().manual_seed(seed)))
+    lengths = [len(s.input_ids) for s in sequences]
+    targets_of = [sum(label != IGNORE for label in s.labels) for s in sequences]
+    micro_per_epoch = len(plan_groups(lengths, settings.batch_size, packed, torch.Generator().manual_seed(seed)))
     steps_per_epoch = math.ceil(micro_per_epoch / settings.grad_accum)
     total_steps = math.ceil(settings.epochs * steps_per_epoch)
     if settings.max_steps is not None:
@@ -338,54 +384,68 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
 
     if settings.grad_checkpointing:
         enable_checkpointing(model)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=math.ceil(settings.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
+    prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    hook = accelerator.register_save_state_pre_hook(keep_trainable_only)
 
-    fingerprint = {"sequences": len(sequences), "tokens": sum(len(s.input_ids) for s in sequences), "seed": seed,
+    fingerprint = {"sequences": len(sequences), "tokens": sum(lengths), "seed": seed, "processes": accelerator.num_processes,
                    "settings": settings.model_dump(mode="json", exclude={"label", "tasks"})}
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     stats, start_epoch = TrainStats(), 0
-    restored = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, fingerprint) if checkpoint_dir else None
+    restored = load_checkpoint(accelerator, checkpoint_dir, fingerprint) if checkpoint_dir else None
     if restored:
         start_epoch, stats = restored
         stats.resumed_from = start_epoch
 
+    if accelerator.num_processes > 1:  # one line per process in the run's output.log: who trained on what
+        mine = sum(len(share(accelerator, group)) for group in plan_groups(lengths, settings.batch_size, packed,
+                                                                           torch.Generator().manual_seed(seed)))
+        sys.stderr.write(f"process {accelerator.process_index}/{accelerator.num_processes} ({accelerator.distributed_type.value}, "
+                         f"{accelerator.device}): {mine} of {len(sequences)} examples an epoch\n")  # one write: lines stay whole
+        sys.stderr.flush()
     elapsed_before = stats.train_time_s
     started = time.perf_counter()
-    with (nullcontext(progress) if progress else bar("training", total_steps - stats.steps)) as advance:
-        model.train()
+    shown = progress if progress else (lambda _n: None) if not accelerator.is_main_process else None
+    with (nullcontext(shown) if shown else bar("training", total_steps - stats.steps)) as advance:
+        prepared.train()
         for epoch in range(start_epoch, epochs):
-            generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-            batches = plan_batches(sequences, settings.batch_size, settings.max_length, packed, generator)
-            for window_start in range(0, len(batches), settings.grad_accum):
+            groups = plan_groups(lengths, settings.batch_size, packed, torch.Generator().manual_seed(seed * 1000 + epoch))
+            for window_start in range(0, len(groups), settings.grad_accum):
                 if stats.steps >= total_steps:
                     break
-                window = [collate(sequences, rows, pad_id, packed) for rows in batches[window_start:window_start + settings.grad_accum]]
+                window = groups[window_start:window_start + settings.grad_accum]
+                batches = [local_batch(sequences, share(accelerator, group), lengths, settings.max_length, pad_id, packed)
+                           for group in window]
+                targets = sum(targets_of[i] for group in window for i in group)
                 lr = scheduler.get_last_lr()[0]
                 step_start = time.perf_counter()
-                loss = _optimizer_step(model, window, trainable, optimizer, scheduler, device)
+                loss = _optimizer_step(accelerator, prepared, batches, targets, optimizer, scheduler)
                 stats.step_time_s += time.perf_counter() - step_start
                 stats.steps += 1
-                stats.examples_seen += sum(b["examples"] for b in window)
-                stats.tokens_seen += sum(b["real_tokens"] for b in window)
+                stats.examples_seen += sum(len(group) for group in window)
+                stats.tokens_seen += sum(lengths[i] for group in window for i in group)
                 stats.train_loss.append([stats.steps, round(loss, 5)])
                 stats.learning_rate.append(lr)
                 advance(1, loss=loss)
             stats.epochs_done = min(epoch + 1.0, stats.steps / steps_per_epoch)
-            held_loss = eval_loss(model, held_out, settings.batch_size, settings.max_length, packed, pad_id, device)
+            held_loss = eval_loss(prepared, held_out, settings.batch_size, settings.max_length, packed, pad_id,
+                                  accelerator.device, accelerator)
             if held_loss is not None:
                 stats.eval_loss.append([epoch + 1, round(held_loss, 5)])
             stats.train_time_s = elapsed_before + time.perf_counter() - started
             if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir, epoch + 1, model, optimizer, scheduler, stats, fingerprint)
+                save_checkpoint(accelerator, checkpoint_dir, epoch + 1, stats, fingerprint)
             if settings.early_stop_patience is not None and epochs_since_best(stats.eval_loss) >= settings.early_stop_patience:
                 stats.stopped_early = True
                 break
     stats.train_time_s = elapsed_before + time.perf_counter() - started
     stats.examples_per_s = stats.examples_seen / stats.step_time_s if stats.step_time_s else 0.0
     stats.tokens_per_s = stats.tokens_seen / stats.step_time_s if stats.step_time_s else 0.0
+    hook.remove()
+    if save_to is not None:
+        save_model(accelerator, prepared, tokenizer, save_to)
     return stats
 
 
@@ -407,22 +467,30 @@ def epochs_since_best(eval_loss: list[list[float]]) -> int:
     return len(losses) - 1 - losses.index(min(losses))
 
 
-def _optimizer_step(model: Any, window: list[dict[str, Any]], trainable: list[Any], optimizer: Any, scheduler: Any, device: str) -> float:
-    """One optimizer step over `window` micro-batches; the loss is the mean over all their target tokens."""
+def _optimizer_step(accelerator: Any, model: Any, batches: list[dict[str, Any] | None], targets: int, optimizer: Any,
+                    scheduler: Any) -> float:
+    """One optimizer step over a window of micro-batches; returns the mean loss over all their target tokens.
+
+    Accumulation follows accelerate's recipe for variable-size batches: gradients synchronise only on the window's
+    last micro-batch (`no_sync` before it), and each process's summed loss is divided by the window's *global* target
+    count and multiplied by the process count (DDP averages gradients), so accum 2 x batch 4 on 2 processes gives
+    the gradient of batch 8 on one. accelerate's `accumulate()` is not used: it divides by a fixed step count, and an
+    epoch's last window can be shorter.
+    """
     import torch
 
-    targets = sum(int((b["labels"] != IGNORE).sum()) for b in window)
-    total = 0.0
-    for batch in window:
-        loss_sum, count = batch_loss_sum(model, batch, device)
-        if count:
-            (loss_sum / targets).backward()
-            total += float(loss_sum.detach())
-    torch.nn.utils.clip_grad_norm_(trainable, CLIP_NORM)
+    local = torch.zeros((), device=accelerator.device)
+    for index, batch in enumerate(batches):
+        with nullcontext() if index == len(batches) - 1 else accelerator.no_sync(model):
+            loss_sum, _ = batch_loss_sum(model, batch, accelerator.device)
+            accelerator.backward(loss_sum * (accelerator.num_processes / max(targets, 1)))
+        local += loss_sum.detach()
+    accelerator.clip_grad_norm_(model.parameters(), CLIP_NORM)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return total / max(targets, 1)
+    total = accelerator.reduce(local, "sum") if accelerator.num_processes > 1 else local
+    return float(total) / max(targets, 1)
 
 
 # --- the shared recipe --------------------------------------------------------------------------------------
@@ -439,16 +507,40 @@ def split_held_out(pairs: list[tuple[str, str]], fraction: float, seed: int) -> 
     return [p for i, p in enumerate(pairs) if i not in held_set], [pairs[i] for i in sorted(held_set)]
 
 
-def save_model(model: Any, tokenizer: Any, folder: Path) -> Path:
-    """An adapter in the standard peft format, or full weights + tokenizer; staged then renamed (no half folders)."""
-    staging = staging_dir(folder.parent, f".{folder.name}.", STAGING_SUFFIX)
-    model.save_pretrained(staging)
-    if not hasattr(model, "peft_config"):
-        tokenizer.save_pretrained(staging)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(staging, folder)
-    remove_stale_staging(folder.parent)
+def save_model(accelerator: Any, model: Any, tokenizer: Any, folder: Path) -> Path:
+    """An adapter in the standard peft format, or full weights + tokenizer, gathered from every process (a collective
+    under FSDP/ZeRO-3, so every process calls this) and written by the main one, staged then renamed (no half folders)."""
+    state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        staging = staging_dir(folder.parent, f".{folder.name}.", STAGING_SUFFIX)
+        unwrapped.save_pretrained(staging, state_dict=state)
+        if not hasattr(unwrapped, "peft_config"):
+            tokenizer.save_pretrained(staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+        remove_stale_staging(folder.parent)
+    accelerator.wait_for_everyone()
     return folder
+
+
+def shards_weights(accelerator: Any) -> bool:
+    """FSDP and DeepSpeed leave each process a shard of the weights: the main process scores the saved model instead."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def load_saved(spec: Any, folder: Path, device: str, quantization_config: Any = None) -> Any:
+    """The model `save_model` wrote, for scoring: the base model plus the adapter, or the full weights."""
+    from runners.models import load_model
+
+    if (folder / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base, _ = load_model(spec.model, device, spec.dtype, quantization_config=quantization_config)
+        return PeftModel.from_pretrained(base, folder)
+    return load_model(str(folder), device, spec.dtype)[0]
 
 
 def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantization_config: Any = None,
@@ -457,6 +549,8 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
 
     Supervised strategies train on `prompting.training_pair`, the exact prompt they are scored with; continued
     pre-training trains on the raw corpus (every token) and is then scored zero-shot like the base model.
+    Under a multi-process launch every process trains its share; the main process then scores and returns the
+    RunResult, the others return None.
     """
     from base.errors import AdaptError
     from runners import common
@@ -466,8 +560,11 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
     started = time.time()
     settings = spec.strategy
     common.seed_everything(spec.seed)
+    accelerator = make_accelerator(spec.device, spec.launch.mixed_precision)
+    # this process's own device: cuda:<local rank> under DDP, QLoRA included; accelerate names CPU processes cpu:0
+    device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
     data = common.load_task_data(spec, need_corpus=continued_pretraining)
-    model, tokenizer = load_model(spec.model, spec.device, spec.dtype, quantization_config=quantization_config)
+    model, tokenizer = load_model(spec.model, device, spec.dtype, quantization_config=quantization_config)
     model = build_model(model, settings)
     if continued_pretraining:
         pairs = [(doc.text, tokenizer.eos_token or "") for doc in data.corpus or [] if doc.text.strip()]
@@ -480,11 +577,18 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
                          field=f"tasks.{spec.task.name}.{key}")
     train_pairs, eval_pairs = split_held_out(pairs, settings.eval_fraction, spec.seed)
     checkpoints = spec.run_dir / "checkpoints"
+    saved = spec.run_dir / "model"
     with common.PeakMemory(spec.device) as peak:
         stats = train(model, tokenizer, train_pairs, settings, eval_pairs=eval_pairs, device=spec.device,
-                      seed=spec.seed, checkpoint_dir=checkpoints, loss_on_prompt=continued_pretraining)
-    saved = save_model(model, tokenizer, spec.run_dir / "model")
+                      seed=spec.seed, checkpoint_dir=checkpoints, loss_on_prompt=continued_pretraining,
+                      accelerator=accelerator, save_to=saved)
+    sharded = shards_weights(accelerator)
+    accelerator.end_training()
+    if not accelerator.is_main_process:
+        return None
     shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them; full-FT ones are GBs
+    if sharded:
+        model = load_saved(spec, saved, device, quantization_config)
     trainable, total = common.count_params(model)
     evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
     cost = {
@@ -492,7 +596,7 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
         "tokens_per_s": round(stats.tokens_per_s, 1), "peak_memory_mb": round(peak.peak_mb, 1),
         "trainable_params": trainable, "total_params": total, "adapter_size_mb": round(common.folder_size_mb(saved), 4),
         "train_steps": stats.steps, "epochs_done": stats.epochs_done, "stopped_early": stats.stopped_early,
-        "resumed_from_epoch": stats.resumed_from,
+        "resumed_from_epoch": stats.resumed_from, "processes": accelerator.num_processes,
     }
     return common.build_result(spec, evaluation, cost, started,
                                curves={"train_loss": stats.train_loss, "eval_loss": stats.eval_loss},

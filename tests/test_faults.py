@@ -281,11 +281,12 @@ def test_checkpoint_staging_folders_are_unique(tmp_path, monkeypatch):
     staged = []
     real_replace = os.replace
     monkeypatch.setattr(training.os, "replace", lambda src, dst: staged.append(Path(src).name) or real_replace(src, dst))
-    parameter = torch.nn.Parameter(torch.zeros(2))
-    optimizer = torch.optim.AdamW([parameter])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    accelerator = training.make_accelerator("cpu")
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    accelerator.prepare(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))
     for _ in range(2):
-        training.save_checkpoint(tmp_path, 1, torch.nn.Linear(2, 2), optimizer, scheduler, training.TrainStats(), {})
+        training.save_checkpoint(accelerator, tmp_path, 1, training.TrainStats(), {})
     folders = [name for name in staged if name.startswith(".epoch-1.")]
     assert len(folders) == 2 and len(set(folders)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-1", "latest.json"]  # no staging left behind
@@ -311,13 +312,16 @@ def test_resume_never_runs_code_from_a_checkpoint(tmp_path, tiny_model, tiny_tok
     settings = LoraSettings(epochs=2.0, batch_size=2, max_length=32, eval_fraction=0.0)
     pairs = [("the movie was great", " positive"), ("awful boring film", " negative")] * 2
     checkpoints = tmp_path / "checkpoints"
-    train(tiny_model, tiny_tokenizer, pairs, settings, checkpoint_dir=checkpoints, progress=lambda n: None)
+    train(tiny_model, tiny_tokenizer, pairs, settings, checkpoint_dir=checkpoints, progress=lambda n, **_: None)
     folder = checkpoints / json.loads((checkpoints / CHECKPOINT_MARKER).read_text())["folder"]
     marker = tmp_path / "code-ran"
-    with open(folder / "state.pt", "wb") as handle:
-        pickle.dump({"optimizer": _RunsCode(marker)}, handle)
+    pickled = sorted(folder.glob("*.bin")) + sorted(folder.glob("*.pkl"))  # accelerate's optimizer, schedule, RNG
+    assert any(p.name.startswith("optimizer") for p in pickled)
+    for path in pickled:
+        with open(path, "wb") as handle:
+            pickle.dump({"state": _RunsCode(marker)}, handle)
     with pytest.raises(AdaptError, match="refusing to resume"):
-        train(tiny_model, tiny_tokenizer, pairs, settings, checkpoint_dir=checkpoints, progress=lambda n: None)
+        train(tiny_model, tiny_tokenizer, pairs, settings, checkpoint_dir=checkpoints, progress=lambda n, **_: None)
     assert not marker.exists()
 
 

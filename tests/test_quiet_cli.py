@@ -6,7 +6,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from cli.quiet import quiet_third_party
+from base.quiet import quiet_third_party
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -219,8 +219,9 @@ def test_saved_adapter_reloads_with_identical_logits(tiny_tokenizer, tmp_path, b
     from peft import PeftModel
 
     model = lora_model(build_tiny_model(tiny_tokenizer), settings_for(LoraSettings))
-    training.train(model, tiny_tokenizer, TOY, settings_for(LoraSettings, max_steps=3, epochs=3, learning_rate=1e-2))
-    folder = training.save_model(model, tiny_tokenizer, tmp_path / "model")
+    folder = tmp_path / "model"
+    training.train(model, tiny_tokenizer, TOY, settings_for(LoraSettings, max_steps=3, epochs=3, learning_rate=1e-2),
+                   save_to=folder)
     assert (folder / "adapter_config.json").exists() and (folder / "adapter_model.safetensors").exists()
     reloaded = PeftModel.from_pretrained(build_tiny_model(tiny_tokenizer), folder)
     ids = torch.tensor([tiny_tokenizer(TOY[0][0])["input_ids"]])
@@ -282,7 +283,6 @@ def test_prompt_tuning_falls_back_to_padded_batches(tiny_model, tiny_tokenizer):
     assert stats.steps == 2 and stats.examples_seen == 4  # batch 2 of single examples, not packed rows
 
 
-
 def test_grad_checkpointing_is_switched_on_without_a_deprecation_warning(tiny_tokenizer, build_tiny_model):
     import warnings
 
@@ -292,3 +292,20 @@ def test_grad_checkpointing_is_switched_on_without_a_deprecation_warning(tiny_to
         training.train(model, tiny_tokenizer, TOY, settings_for(LoraSettings, max_steps=1, grad_checkpointing=True))
     assert model.base_model.model.is_activation_checkpointing
     assert not [w for w in caught if "gradient_checkpointing_enable" in str(w.message)]
+
+
+@pytest.mark.parametrize("build, cls", [(lora_model, LoraSettings), (all_trainable, FullFTSettings)])
+def test_sharded_runs_score_the_saved_model_which_reloads_exactly(build, cls, tiny_model_dir, tiny_tokenizer, tmp_path,
+                                                                 build_tiny_model):
+    """Under FSDP/DeepSpeed the main process scores what save_model gathered and wrote: base + adapter, or full weights."""
+    from types import SimpleNamespace
+
+    model = build(build_tiny_model(tiny_tokenizer), settings_for(cls))
+    folder = tmp_path / "model"
+    training.train(model, tiny_tokenizer, TOY, settings_for(cls, max_steps=2, epochs=2, learning_rate=1e-2), save_to=folder)
+    reloaded = training.load_saved(SimpleNamespace(model=str(tiny_model_dir), dtype="float32"), folder, "cpu")
+    ids = torch.tensor([tiny_tokenizer(TOY[0][0])["input_ids"]])
+    model.eval(), reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, reloaded(input_ids=ids).logits)
+        assert not torch.allclose(model(input_ids=ids).logits, build_tiny_model(tiny_tokenizer)(input_ids=ids).logits)
