@@ -6,7 +6,9 @@ lm-eval's HFLM.loglikelihood.
    and HFLM.loglikelihood on the same (prompt, " label") requests.
 2. Multiple choice (a bundled benchmark, e.g. ARC-Easy): rank_choices vs lm-eval's own task run (HFLM).
 Prints items/s, the ratios, each path's accuracy and how often rank and lm-eval agree.
-Goals (issue 9): rank >= 10x the generation path for one-token labels, >= 1.0x lm-eval.
+Goals (issue 9): rank >= 10x the generation path for one-token labels, >= 1.0x lm-eval. Ranking one-token labels
+is one forward over the prompt; generating n tokens is that same forward plus n - 1 one-token steps, so the ratio
+is bounded by how costly those steps are next to the prompt's forward (--max-new-tokens sets n).
 
     python bench/eval_throughput.py [--limit 100] [--benchmark arc_easy] [--mc-limit 50]
 """
@@ -70,7 +72,8 @@ def main() -> None:
                                      ("lm-eval HFLM.loglikelihood", hflm_s, hflm_pred)):
         print(f"{name:<34}{seconds:>9.2f}{len(rows) / seconds:>9.2f}{accuracy(predicted):>10.3f}")
     print(f"rank vs generation: {generate_s / rank_s:.1f}x; rank vs lm-eval: {hflm_s / rank_s:.2f}x; "
-          f"rank and lm-eval pick the same label on {same:.0%} of items")
+          f"rank and lm-eval pick the same label on {same:.0%} of items; "
+          f"the generations name no label on {sum(p is None for p in generate_pred) / len(rows):.0%} of items")
 
     ensure_datasets([args.benchmark])
     with open(benchmarks_dir() / f"{args.benchmark}.jsonl", encoding="utf-8") as handle:

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 def plan(args: argparse.Namespace, data: Path, output: Path) -> dict:
     shared = {"r": args.r, "alpha": args.alpha, "dropout": args.dropout, "learning_rate": args.lr, "batch_size": args.batch,
               "epochs": args.epochs, "lr_scheduler": "constant", "warmup_ratio": 0.0, "eval_fraction": 0.0, "max_length": 256}
-    strategies = {"zero_shot": {"strategy": "zero_shot"}, "few_shot": {"strategy": "few_shot", "k": args.k},
+    strategies = {"zero_shot": {"strategy": "zero_shot"}, "few_shot": {"strategy": "few_shot", "k": args.k, "orderings": args.orderings},
                   "lora": {"strategy": "lora", **shared}}
     return {
         "name": "parity", "model": args.model, "seed": args.seed, "output_dir": str(output),
@@ -69,6 +69,7 @@ def main() -> None:
     skip = [name for name in ("zero_shot", "few_shot", "lora") if name not in args.only]
     plain_args = [sys.executable, str(HERE / "parity_plain.py"), "--data", str(data), "--model", model_dir,
                   "--eval-limit", str(args.eval_limit), "--train-limit", str(args.train_limit), "--k", str(args.k),
+                  "--orderings", str(args.orderings),
                   "--seed", str(args.seed), "--r", str(args.r), "--alpha", str(args.alpha), "--dropout", str(args.dropout),
                   "--lr", str(args.lr), "--batch", str(args.batch), "--epochs", str(args.epochs),
                   "--json", str(work / "plain.json"), *(["--skip", *skip] if skip else [])]

@@ -43,9 +43,12 @@ def label_scores(model, tokenizer, prompt):
     return scores
 
 
-def accuracy(model, tokenizer, prompts, gold):
+def accuracy(model, tokenizer, prompts, gold, orders=None):
+    """`orders`: more prompt lists (the same items, demonstrations in other orders) whose scores are averaged in."""
     model.eval()
-    predicted = [LABELS[max(range(2), key=s.__getitem__)] for s in (label_scores(model, tokenizer, p) for p in prompts)]
+    score_sets = [[label_scores(model, tokenizer, p) for p in order] for order in [prompts, *(orders or [])]]
+    averaged = [[sum(values) / len(score_sets) for values in zip(*rows)] for rows in zip(*score_sets)]
+    predicted = [LABELS[max(range(2), key=s.__getitem__)] for s in averaged]
     return sum(p == g for p, g in zip(predicted, gold)) / len(gold), sum(p == "positive" for p in predicted) / len(gold)
 
 
@@ -101,6 +104,8 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-limit", type=int, default=100)
     parser.add_argument("--train-limit", type=int, default=400)
     parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--orderings", type=int, default=4,
+                        help="few-shot: average label log-probs over this many rotations of the demonstrations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--alpha", type=int, default=16)
@@ -133,9 +138,9 @@ def main() -> None:
     if "few_shot" not in args.skip:
         started = time.time()
         demos = balanced_demos(train, len(evaluation), args.k, args.seed)
-        prompts = ["\n\n".join([block(d, d["label"]) for d in row_demos] + [block(row)])
-                   for row, row_demos in zip(evaluation, demos)]
-        acc, positive = accuracy(model, tokenizer, prompts, gold)
+        orders = [["\n\n".join([block(d, d["label"]) for d in row_demos[shift:] + row_demos[:shift]] + [block(row)])
+                   for row, row_demos in zip(evaluation, demos)] for shift in range(min(args.orderings, args.k))]
+        acc, positive = accuracy(model, tokenizer, orders[0], gold, orders[1:])
         results["few_shot"] = {"accuracy": acc, "predicted_positive": positive, "seconds": time.time() - started}
     if "lora" not in args.skip:
         started = time.time()

@@ -183,16 +183,25 @@ def seed_everything(seed: int) -> None:
 
 
 def score(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, prompts: Sequence[str],
-          calibration: Sequence[str] | None = None) -> tuple[Evaluation, float]:
+          calibration: Sequence[str] | None = None,
+          reordered: Sequence[tuple[Sequence[str], Sequence[str] | None]] = ()) -> tuple[Evaluation, float]:
     """Evaluate prompts on the eval split with a progress bar; returns the Evaluation and peak memory (MB)."""
     from base.progress import bar
     from runners.scoring import evaluate
 
-    with PeakMemory(spec.device) as peak, bar(f"{spec.task.name} · {spec.strategy.name}: scoring", len(prompts)) as advance:
+    total = len(prompts) * (1 + (len(reordered) if spec.task.scoring == "rank" else 0))
+    with PeakMemory(spec.device) as peak, bar(f"{spec.task.name} · {spec.strategy.name}: scoring", total) as advance:
         evaluation = evaluate(model, tokenizer, spec.task, data.eval, prompts, data.labels,
                               spec.strategy.max_new_tokens, seed=spec.seed, progress=advance,
-                              calibration_prompts=calibration)
+                              calibration_prompts=calibration, reordered=reordered)
     return evaluation, peak.peak_mb
+
+
+def rotations(demos: Sequence[Sequence[Example]], count: int) -> list[list[list[Example]]]:
+    """The demonstrations of every example in `count` orders: rotations, so each demonstration comes last in one
+    of them (all of them when count >= k); the first is the order given."""
+    k = min((len(d) for d in demos), default=0)
+    return [[list(d[shift:]) + list(d[:shift]) for d in demos] for shift in range(max(1, min(count, k)))]
 
 
 def run_prompted(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, started: float, *,
@@ -201,9 +210,11 @@ def run_prompted(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, star
     """The shared tail of the in-context strategies (zero-shot, few-shot, RAG): base model, no training."""
     from runners.models import model_digest, resolve_model_path
 
-    prompts = prompts_for(tokenizer, spec, data, data.eval, demos, passages)
-    calibration = calibration_prompts(tokenizer, spec, data, data.eval, demos, passages)
-    evaluation, peak_mb = score(spec, model, tokenizer, data, prompts, calibration)
+    orders = rotations(demos, getattr(spec.strategy, "orderings", 1)) if demos and spec.task.scoring == "rank" else [demos]
+    prompted = [(prompts_for(tokenizer, spec, data, data.eval, order, passages),
+                 calibration_prompts(tokenizer, spec, data, data.eval, order, passages)) for order in orders]
+    evaluation, peak_mb = score(spec, model, tokenizer, data, *prompted[0], reordered=prompted[1:])
+    evaluation.metrics["orderings"] = len(orders)
     _, total = count_params(model)
     cost = {"train_time_s": 0.0, "peak_memory_mb": peak_mb, "trainable_params": 0, "total_params": total,
             "adapter_size_mb": 0.0, **(extra_cost or {})}

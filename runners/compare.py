@@ -110,7 +110,7 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
                 console.print(f"… {stage}", highlight=False)
             result = run_in_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
             store.save(result)
-            console.print(one_line(result), highlight=False)
+            console.print(one_line(result), highlight=False, markup=False)
             finished.append(result)
             progress.advance(overall)
             if console.is_terminal:

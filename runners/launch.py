@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             add_forgetting(spec, result, spec.run_dir.parent.parent)
     if main_process:
         write_json_atomic(Path(result_file), result.to_json())
+    elif result.status is RunStatus.failed:  # only the main process records; the others' errors go to output.log
+        print(f"process {os.environ.get('RANK')}: {result.error}", file=sys.stderr)
     return 1 if result.status is RunStatus.failed and int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 

@@ -247,6 +247,7 @@ def evaluate(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
     calibration_prompts: Sequence[str] | None = None,
+    reordered: Sequence[tuple[Sequence[str], Sequence[str] | None]] = (),
 ) -> Evaluation:
     """Score `prompts` (one per example) the task's way; per-example predictions are kept for the report.
 
@@ -254,21 +255,31 @@ def evaluate(
     `calibration_prompts`, each prompt's content-free twin) and add format compliance from a sample of free
     generations; `generate` tasks parse greedy generations. Prompts too long for the model's context keep their
     last tokens (runners.context); `truncated_prompts` counts them.
+
+    `reordered`: the same prompts with their demonstrations in other orders, each with its calibration twins (or
+    None); rank tasks average the label scores over every order, and prompt tokens and latency count them all.
+    Generations (format compliance, `generate` tasks) use `prompts` alone.
     """
     options = choice_sets(task, examples, labels) if task.scoring == "rank" else []
     context = context_length(model, tokenizer)
     answer_room = max([max_new_tokens] + [len(tokenizer(o, add_special_tokens=False)["input_ids"]) + 1
                                           for o in {o for opts in options for o in opts}])
     budget = context - answer_room if context is not None else None
-    prompts, truncated = fit_prompts(tokenizer, prompts, budget)
-    if calibration_prompts is not None:
-        calibration_prompts, _ = fit_prompts(tokenizer, calibration_prompts, budget)
-    prompt_tokens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    orders = [(prompts, calibration_prompts), *(reordered if task.scoring == "rank" else ())]
+    fitted = []
+    for order_prompts, order_calibration in orders:
+        order_prompts, order_truncated = fit_prompts(tokenizer, order_prompts, budget)
+        if order_calibration is not None:
+            order_calibration, _ = fit_prompts(tokenizer, order_calibration, budget)
+        fitted.append((order_prompts, order_calibration, order_truncated))
+    prompts, truncated = fitted[0][0], fitted[0][2]
+    prompt_tokens = [sum(len(tokenizer(order[0][i], add_special_tokens=False)["input_ids"]) for order in fitted)
+                     for i in range(len(prompts))]
     if task.scoring == "rank":
-        evaluation = _evaluate_ranked(model, tokenizer, task, examples, prompts, options, seed, batch_size, progress,
-                                      calibration_prompts)
-        latencies = time_each(lambda i: rank_choices(model, tokenizer, [prompts[i]], [options[i]], batch_size=1),
-                              range(len(prompts)))
+        evaluation = _evaluate_ranked(model, tokenizer, task, examples, [order[:2] for order in fitted], options, seed,
+                                      batch_size, progress)
+        latencies = time_each(lambda i: [rank_choices(model, tokenizer, [order[0][i]], [options[i]], batch_size=1)
+                                         for order in fitted], range(len(prompts)))
         completion_tokens = _format_compliance(model, tokenizer, evaluation, prompts, options, max_new_tokens, batch_size)
     else:
         texts, completion_tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
@@ -307,17 +318,27 @@ def calibrate(scores: Sequence[float], content_free_scores: Sequence[float]) -> 
     return [s - c for s, c in zip(scores, content_free_scores)]
 
 
-def _evaluate_ranked(model: Any, tokenizer: Any, task: TaskSpec, examples: Sequence[Example], prompts: Sequence[str],
-                     options: list[list[str]], seed: int, batch_size: int, progress: Callable[[int], None] | None,
-                     calibration_prompts: Sequence[str] | None) -> Evaluation:
+def _ranked_scores(model: Any, tokenizer: Any, prompts: Sequence[str], calibration_prompts: Sequence[str] | None,
+                   options: list[list[str]], batch_size: int, progress: Callable[[int], None] | None) -> list[list[float]]:
+    """Each example's choice log-likelihoods, calibrated against the content-free twins when given."""
     scores = rank_choices(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
-    if calibration_prompts is not None:
-        unique: dict[str, list[str]] = {}  # zero-shot has one content-free prompt; few-shot one per demo set
-        for prompt, opts in zip(calibration_prompts, options):
-            unique.setdefault(prompt, opts)
-        by_prompt = dict(zip(unique, rank_choices(model, tokenizer, list(unique), list(unique.values()),
-                                                  batch_size=batch_size)))
-        scores = [calibrate(row, by_prompt[p]) for row, p in zip(scores, calibration_prompts)]
+    if calibration_prompts is None:
+        return scores
+    unique: dict[str, list[str]] = {}  # zero-shot has one content-free prompt; few-shot one per demo set
+    for prompt, opts in zip(calibration_prompts, options):
+        unique.setdefault(prompt, opts)
+    by_prompt = dict(zip(unique, rank_choices(model, tokenizer, list(unique), list(unique.values()), batch_size=batch_size)))
+    return [calibrate(row, by_prompt[p]) for row, p in zip(scores, calibration_prompts)]
+
+
+def _evaluate_ranked(model: Any, tokenizer: Any, task: TaskSpec, examples: Sequence[Example],
+                     orders: Sequence[tuple[Sequence[str], Sequence[str] | None]], options: list[list[str]], seed: int,
+                     batch_size: int, progress: Callable[[int], None] | None) -> Evaluation:
+    """Rank every example's choices; with several prompt orders, by the mean of their (calibrated) scores."""
+    per_order = [_ranked_scores(model, tokenizer, order_prompts, calibration, options, batch_size, progress)
+                 for order_prompts, calibration in orders]
+    scores = [[sum(values) / len(per_order) for values in zip(*rows)] for rows in zip(*per_order)]
+    prompts, calibration_prompts = orders[0]
     best = [max(range(len(row)), key=row.__getitem__) for row in scores]
     best_norm = [max(range(len(row)), key=lambda j: row[j] / max(len(opts[j]), 1)) for row, opts in zip(scores, options)]
     predicted = [opts[b] for opts, b in zip(options, best)]
@@ -331,7 +352,8 @@ def _evaluate_ranked(model: Any, tokenizer: Any, task: TaskSpec, examples: Seque
                    "accuracy_ci": list(bootstrap_ci(correct, seed=seed)), "n": len(correct)}
     correct_norm = [float(opts[b] == g) for opts, b, g in zip(options, best_norm, gold)]
     metrics["accuracy_norm"] = sum(correct_norm) / len(correct_norm) if correct_norm else 0.0
-    metrics["rank_by"] = "sum_logprob" + ("_calibrated" if calibration_prompts is not None else "")
+    metrics["rank_by"] = "sum_logprob" + ("_calibrated" if calibration_prompts is not None else "") \
+        + (f"_mean_of_{len(orders)}_orders" if len(orders) > 1 else "")
     rows = [{"id": e.id, "input": e.prompt, "prompt": prompt, "prediction": p, "target": e.target, "correct": p == e.target,
              "scores": [round(s, 4) for s in row]}
             for e, prompt, p, row in zip(examples, prompts, predicted, scores)]

@@ -407,7 +407,7 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
         sys.stderr.flush()
     elapsed_before = stats.train_time_s
     started = time.perf_counter()
-    shown = progress if progress else (lambda _n: None) if not accelerator.is_main_process else None
+    shown = progress if progress else (lambda _n, **_fields: None) if not accelerator.is_main_process else None
     with (nullcontext(shown) if shown else bar("training", total_steps - stats.steps)) as advance:
         prepared.train()
         for epoch in range(start_epoch, epochs):

@@ -132,12 +132,8 @@ def test_prompt_longer_than_the_context_is_truncated_and_counted(workdir, tiny_m
 
 
 def test_compare_exits_1_when_runs_failed(workdir, tiny_model_dir, monkeypatch):
-    import runners.zero_shot
-
-    def broken(spec):
-        raise RuntimeError("simulated failure")
-
-    monkeypatch.setattr(runners.zero_shot, "run", broken)
+    hook_runs(workdir, monkeypatch, module="runners.zero_shot", name="run", at_call=1,
+              action='raise RuntimeError("simulated failure")')
     done = invoke("compare", write_plan(workdir, plan_text(tiny_model_dir)))
     assert done.exit_code == 1, done.output
     (result,) = ResultStore(workdir / "out").all()
@@ -343,73 +339,76 @@ def test_results_and_artifacts_get_umask_modes(workdir, tiny_model_dir):
 
 # --- kill -9 mid-write, then resume -----------------------------------------------------------------------
 
-# The child runs `adapt compare` with one function wrapped so that the process SIGKILLs itself at that point.
-KILLER = textwrap.dedent("""\
-    import os, signal, sys
+# Each run goes in a process of its own (runners.launch), which gets compare's import path: a sitecustomize.py in a
+# folder on that path wraps one function there, so the run's process fails, or SIGKILLs itself, at that point.
+HOOK = textwrap.dedent("""\
+    import os, signal
     import {module} as target
     real = target.{name}
     calls = []
-    def dying(*args, **kwargs):
+    def hooked(*args, **kwargs):
         calls.append(1)
         if len(calls) == {at_call}:
-            {before}
-            os.kill(os.getpid(), signal.SIGKILL)
+            {action}
         return real(*args, **kwargs)
-    target.{name} = dying
-    from cli.app import app
-    sys.argv = ["adapt", "compare", *sys.argv[1:]]
-    app()
+    target.{name} = hooked
 """)
+KILL = "os.kill(os.getpid(), signal.SIGKILL)"
 
 
-def compare_and_die(plan: Path, *, module: str, name: str, at_call: int, before: str = "pass") -> int:
-    script = KILLER.format(module=module, name=name, at_call=at_call, before=before)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", script, str(plan)], cwd=plan.parent, env=env, capture_output=True,
-                          text=True, timeout=300)
-    return done.returncode
+def hook_runs(workdir: Path, monkeypatch, *, module: str, name: str, at_call: int, action: str) -> Path:
+    """Wrap `module.name` in every run process started from now on; delete the returned file to stop."""
+    folder = workdir / "hook"
+    folder.mkdir(exist_ok=True)
+    hook = folder / "sitecustomize.py"
+    hook.write_text(HOOK.format(module=module, name=name, at_call=at_call, action=action))
+    monkeypatch.syspath_prepend(str(folder))
+    return hook
 
 
 TRAINING = ("  - {strategy: zero_shot, max_new_tokens: 2}\n"
             "  - {strategy: lora, epochs: 2, batch_size: 4, max_length: 32, max_new_tokens: 2, eval_fraction: 0.0}\n")
 
 
-def test_kill_during_checkpoint_write_loses_nothing_and_resumes(workdir, tiny_model_dir):
+def test_kill_during_checkpoint_write_loses_nothing_and_resumes(workdir, tiny_model_dir, monkeypatch):
     plan = write_plan(workdir, plan_text(tiny_model_dir, strategies=TRAINING))
-    # the second checkpoint's weights are written, its state is not: the process dies inside the write
-    code = compare_and_die(plan, module="safetensors.torch", name="save_file", at_call=2,
-                           before="real(*args, **kwargs)")
-    assert code == -signal.SIGKILL
+    # the second checkpoint's weights are written, the rest is not: the run's process dies inside the write
+    hook = hook_runs(workdir, monkeypatch, module="safetensors.torch", name="save_file", at_call=2,
+                     action=f"real(*args, **kwargs); {KILL}")
+    done = invoke("compare", plan)
+    assert done.exit_code == 1, done.output
     store = ResultStore(workdir / "out")
-    (finished,) = store.all()
-    assert finished.label == "zero_shot" and finished.status is RunStatus.ok
-    checkpoints = workdir / "out" / "artifacts"
-    (marker,) = checkpoints.rglob("latest.json")
+    runs = {r.label: r for r in store.all()}
+    assert runs["zero_shot"].status is RunStatus.ok
+    assert runs["lora"].status is RunStatus.failed and "SIGKILL" in runs["lora"].error
+    (marker,) = (workdir / "out" / "artifacts").rglob("latest.json")
     assert json.loads(marker.read_text())["epoch"] == 1
     assert list(marker.parent.glob(".epoch-2.*.staging"))  # the half-written one
 
+    hook.unlink()
     done = invoke("compare", plan)
     assert done.exit_code == 0, done.output
     assert "1 finished run(s) found" in done.output
-    runs = {r.label: r for r in store.all()}
-    assert runs["zero_shot"].finished_at == finished.finished_at
-    assert runs["lora"].status is RunStatus.ok and runs["lora"].cost["resumed_from_epoch"] == 1
-    assert runs["lora"].cost["train_steps"] == 6
+    rerun = {r.label: r for r in store.all()}
+    assert rerun["zero_shot"].finished_at == runs["zero_shot"].finished_at
+    assert rerun["lora"].status is RunStatus.ok and rerun["lora"].cost["resumed_from_epoch"] == 1
+    assert rerun["lora"].cost["train_steps"] == 6
+    assert not list(marker.parent.glob(".epoch-*.staging"))
 
 
 def test_kill_during_forgetting_loses_nothing_and_resumes(workdir, tiny_model_dir, monkeypatch):
     plan = write_plan(workdir, plan_text(tiny_model_dir, strategies=TRAINING, forgetting=True))
-    code = compare_and_die(plan, module="runners.forgetting", name="check_forgetting", at_call=1)
-    assert code == -signal.SIGKILL
+    hook = hook_runs(workdir, monkeypatch, module="runners.forgetting", name="check_forgetting", at_call=1, action=KILL)
+    done = invoke("compare", plan)
+    assert done.exit_code == 1, done.output
     store = ResultStore(workdir / "out")
-    (finished,) = store.all()
-    assert finished.label == "zero_shot" and finished.status is RunStatus.ok
+    runs = {r.label: r for r in store.all()}
+    assert runs["zero_shot"].status is RunStatus.ok and runs["lora"].status is RunStatus.failed
 
-    import runners.forgetting
-
-    monkeypatch.setattr(runners.forgetting, "check_forgetting", lambda *args, **kwargs: {"retained": 0.97})
+    hook.write_text(HOOK.format(module="runners.forgetting", name="check_forgetting", at_call=1,
+                                action='return {"retained": 0.97}'))
     done = invoke("compare", plan)
     assert done.exit_code == 0, done.output
-    runs = {r.label: r for r in store.all()}
-    assert runs["zero_shot"].finished_at == finished.finished_at
-    assert runs["lora"].status is RunStatus.ok and runs["lora"].forgetting == {"retained": 0.97}
+    rerun = {r.label: r for r in store.all()}
+    assert rerun["zero_shot"].finished_at == runs["zero_shot"].finished_at
+    assert rerun["lora"].status is RunStatus.ok and rerun["lora"].forgetting == {"retained": 0.97}

@@ -30,3 +30,14 @@ def test_random_demos_are_balanced_and_seeded():
     assert demos != choose_demos(FewShotSettings(k=4), data, seed=1, device="cpu")
     unbalanced = choose_demos(FewShotSettings(k=4, balanced=False), data, seed=0, device="cpu")
     assert sum(d.target == "positive" for row in unbalanced for d in row) > 2 * len(unbalanced)
+
+
+def test_rotations_put_every_demonstration_last_once_and_keep_the_given_order_first():
+    from runners.common import rotations
+
+    demos = [_pool(["a", "b", "c", "d"]), _pool(["e", "f", "g", "h"])]
+    orders = rotations(demos, 4)
+    assert orders[0] == demos
+    assert [order[0][-1].target for order in orders] == ["d", "a", "b", "c"]
+    assert all(sorted(e.id for e in order[1]) == ["0", "1", "2", "3"] for order in orders)  # same demos, reordered
+    assert len(rotations(demos, 9)) == 4 and len(rotations(demos, 1)) == 1  # never more orders than demonstrations

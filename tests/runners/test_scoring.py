@@ -200,3 +200,18 @@ def test_rank_prefers_the_trained_continuation(tiny_tokenizer):
         optimizer.zero_grad()
     scores = rank_choices(model.eval(), tiny_tokenizer, ["water boils at"], [["one hundred degrees", "ten plants"]])[0]
     assert scores[0] > scores[1]
+
+
+def test_evaluate_averages_label_scores_over_demonstration_orders(tiny_model, tiny_tokenizer, one_thread):
+    task = TaskSpec(name="t", type="classification", eval="e.jsonl")
+    examples = _examples("classification")
+    labels = ["negative", "positive"]
+    first = [f"Text: good\nLabel: positive\n\nText: bad\nLabel: negative\n\nText: {e.prompt}\nLabel:" for e in examples]
+    second = [f"Text: bad\nLabel: negative\n\nText: good\nLabel: positive\n\nText: {e.prompt}\nLabel:" for e in examples]
+    averaged = evaluate(tiny_model, tiny_tokenizer, task, examples, first, labels, max_new_tokens=2, reordered=[(second, None)])
+    one, two = (rank_choices(tiny_model, tiny_tokenizer, p, [labels] * len(p)) for p in (first, second))
+    assert averaged.metrics["rank_by"] == "sum_logprob_mean_of_2_orders"
+    for i, (row, a, b) in enumerate(zip(averaged.predictions, one, two)):
+        assert row["scores"] == pytest.approx([(x + y) / 2 for x, y in zip(a, b)], abs=1e-3)
+        assert row["prompt_tokens"] == sum(len(tiny_tokenizer(p[i], add_special_tokens=False)["input_ids"]) for p in (first, second))
+        assert row["prompt"] == first[i]
