@@ -164,6 +164,36 @@ def report(
     report_command(results_dir=results_dir, out=out, title=title)
 
 
+# --- ui --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def ui(
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The folder the board may read and write (plans, data, results); nothing outside it is touched."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but a loopback address needs --share-token."),
+    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    share_token: Optional[str] = typer.Option(None, "--share-token", envvar="ADAPT_UI_TOKEN", help="A secret every visitor must give as the password (any user name). Required to bind a non-loopback address."),
+) -> None:
+    """Open the web board: the questionnaire as a form, plan editing, background compare runs with live loss, reports.
+
+    Examples:
+
+        adapt ui                                     # http://127.0.0.1:7860, workspace = this folder
+
+        adapt ui --workspace ~/study --host 0.0.0.0 --share-token "$(openssl rand -hex 16)"
+    """
+    from ui.serve import check_bind
+    from ui.workspace import Workspace
+
+    root = Workspace.at(workspace)
+    check_bind(host, share_token)
+    from ui.app import serve  # the web framework is imported only here
+
+    console.print(f"adapt ui: http://{host}:{port}  (workspace {root.root}; Ctrl-C to stop)", highlight=False)
+    serve(root, host, port, share_token)
+
+
 # --- forget ----------------------------------------------------------------------------------------------
 
 

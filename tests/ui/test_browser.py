@@ -1,0 +1,160 @@
+"""The board in a real headless Chromium (Debian's, driven by Playwright over CDP): fill the advise form, save the
+plan, fix it on the Plan page (an error shows beside its field), start a tiny compare on the tiny model, wait for it
+and see its results, then the report and the predictions. Screenshots of each page go to the test's tmp folder.
+
+Skips without /usr/bin/chromium (tests/reports/setup_browser.sh installs it) or without the playwright package.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from base import paths
+
+CHROMIUM = Path("/usr/bin/chromium")
+playwright = pytest.importorskip("playwright.sync_api", reason="needs `pip install playwright` (the browser is Debian's)")
+pytest.importorskip("gradio", reason="the board needs gradio")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium "
+                                "(tests/reports/setup_browser.sh); the board is not tested in a browser")
+SCREENSHOTS = os.environ.get("ADAPT_UI_SCREENSHOTS")  # a folder to copy the screenshots to (docs/images)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture()
+def board(workspace_dir, tmp_path):
+    """`adapt ui` on the workspace, as a user starts it; yields its address."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(paths.REPO_ROOT), "ADAPT_HEARTBEAT_S": "0", "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path / "board.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "cli.app", "ui", "--workspace", str(workspace_dir), "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None, (tmp_path / "board.log").read_text()
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def choose(page, elem_id: str, value: str) -> None:
+    """Pick a value in a Gradio dropdown: type it into the combobox and click the matching option."""
+    box = page.locator(f"#{elem_id} input")
+    box.click()
+    box.fill(value)
+    page.get_by_role("option", name=value, exact=True).first.click()
+
+
+def type_into(page, elem_id: str, value: str) -> None:
+    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
+
+
+def table_rows(page, elem_id: str) -> int:
+    """Rows of a Gradio dataframe (it draws only the visible ones; the grid's aria-rowcount counts all, header too)."""
+    return int(page.get_attribute(f"#{elem_id} [role=grid]", "aria-rowcount")) - 1
+
+
+def shoot(page, tmp_path: Path, name: str) -> Path:
+    shot = tmp_path / "screenshots" / f"{name}.png"
+    shot.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        (Path(SCREENSHOTS) / shot.name).write_bytes(shot.read_bytes())
+    return shot
+
+
+def test_advise_plan_run_results_in_a_browser(board, workspace_dir, tmp_path):
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(board)
+
+        # Advise: the terminal's questions as a form; a bad answer is shown beside its field
+        type_into(page, "q-task_name", "toy")
+        choose(page, "q-task_type", "classification")
+        choose(page, "q-need", "skill")
+        type_into(page, "q-labelled_examples", "8 thousand")
+        type_into(page, "q-train", "data/train.jsonl")
+        type_into(page, "q-eval", "data/eval.jsonl")
+        type_into(page, "q-model", "tiny-model")
+        choose(page, "q-gpu", "none")
+        page.click("#advise-recommend")
+        page.wait_for_selector("#advise-top:has-text('Top pick')")
+        assert "expected a number" in page.inner_text("#q-labelled_examples-error")
+        type_into(page, "q-labelled_examples", "8")
+        page.click("#advise-recommend")
+        page.wait_for_function("!document.querySelector('#q-labelled_examples-error').innerText.includes('expected')")
+        assert table_rows(page, "advise-ranking") >= 3 and table_rows(page, "advise-fired") >= 1
+        assert "few_shot" in page.inner_text("#advise-ranking")
+        type_into(page, "advise-plan-path", "plan.yaml")
+        page.click("#advise-save")
+        page.wait_for_selector("#advise-saved:has-text('Plan saved to')")
+        shoot(page, tmp_path, "advise")
+        saved = yaml.safe_load((workspace_dir / "plan.yaml").read_text())
+        assert saved["tasks"][0]["train"] == str(workspace_dir / "data" / "train.jsonl")
+        assert saved["output_dir"] == "results/toy" and (workspace_dir / "plan.advice.json").is_file()
+
+        # Plan: a bad value is refused beside its field, a fixed plan saves and gives its CLI command
+        page.click("#tab-plan-button")
+        choose(page, "plan-file", "plan.yaml")
+        page.click("#plan-load")
+        page.wait_for_selector("#plan-status:has-text('Loaded')")
+        type_into(page, "plan-tasks-0-eval_limit", "0")
+        page.click("#plan-validate")
+        page.wait_for_selector("#plan-tasks-0-eval_limit-error:has-text('greater than or equal to 1')")
+        type_into(page, "plan-tasks-0-eval_limit", "4")
+        type_into(page, "plan-strategies", "- zero_shot\n- {strategy: lora, r: 4, max_steps: 2, batch_size: 4}\n")
+        page.locator("#plan-forgetting-enabled input").uncheck()
+        page.click("#plan-save")
+        page.wait_for_selector("#plan-status:has-text('saved to')")
+        assert page.locator("#plan-tasks-0-eval_limit-error").inner_text().strip() == ""
+        assert "adapt compare plan.yaml" in page.locator("#plan-command textarea").input_value()
+        shoot(page, tmp_path, "plan")
+
+        # Run: compare in the background; the page follows it, also after a reload
+        page.click("#tab-run-button")
+        choose(page, "run-plan", "plan.yaml")
+        page.click("#run-start")
+        page.wait_for_selector("#run-start-note:has-text('Started job')")
+        page.reload()
+        page.click("#tab-run-button")
+        page.wait_for_selector("#run-state:has-text('finished')", timeout=300_000)
+        assert "every run ok" in page.inner_text("#run-state"), page.inner_text("#run-log")
+        results = page.inner_text("#run-results")
+        assert "zero_shot" in results and "lora" in results and "accuracy" in results
+        shoot(page, tmp_path, "run")
+        assert len(list((workspace_dir / "results" / "toy" / "runs").glob("*.json"))) == 2  # where the CLI looks
+
+        # Results: the report, and the predictions filtered to errors
+        page.click("#tab-results-button")
+        choose(page, "results-folder", "results/toy")
+        page.click("#results-show")
+        frame = page.frame_locator("#report-frame")
+        frame.locator("h2:has-text('Task: toy')").wait_for()
+        assert frame.locator("table").count() >= 2
+        shoot(page, tmp_path, "results")
+        browser.close()
+    shots = sorted((tmp_path / "screenshots").glob("*.png"))
+    assert [shot.stem for shot in shots] == ["advise", "plan", "results", "run"]
+    assert all(shot.stat().st_size > 20_000 for shot in shots)

@@ -1,0 +1,38 @@
+"""The Advise page's work: the same recommendation `adapt advise` prints, and the plan it writes, for a form's
+answers. The plan's results folder is put inside the workspace, next to the plan."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from advisor.advise_cmd import write_advice, write_plan
+from advisor.engine import Recommendation
+from advisor.rules import describe
+from ui.workspace import Workspace
+
+FIRED_COLUMNS = ("rule", "because", "effect")
+
+
+def summary(rec: Recommendation) -> str:
+    """The top pick in one line, as the terminal says it."""
+    return f"Top pick: {rec.top} — {describe(rec.top)}."
+
+
+def fired_rows(rec: Recommendation) -> list[list[str]]:
+    return [[rule.id, rule.because, ", ".join(f"{s} {v}" for s, v in rule.effect.items())] for rule in rec.fired]
+
+
+def save_plan(rec: Recommendation, raw_path: str, workspace: Workspace) -> Path:
+    """Write the plan (validated by compare's parser) and its advice.json beside it, with its results folder
+    results/<task> next to the plan. Returns the plan's path."""
+    plan_file = workspace.resolve(raw_path, field="plan file")
+    if plan_file.suffix not in (".yaml", ".yml"):
+        plan_file = plan_file.with_suffix(".yaml")
+    plan = yaml.safe_load(rec.plan_yaml)
+    plan["output_dir"] = f"results/{rec.answers.task_name}"
+    comments = "".join(line + "\n" for line in rec.plan_yaml.splitlines() if line.startswith("#"))
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
+    write_plan(comments + yaml.safe_dump(plan, sort_keys=False), plan_file)
+    write_advice(rec, plan_file)
+    return plan_file
