@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from advisor.advise_cmd import ESTIMATE_COLUMNS, estimate_rows
@@ -232,11 +233,12 @@ def run_page(workspace: Workspace) -> tuple[Any, gr.Dropdown, gr.Dropdown]:
             return ["No job selected.", [], [], None, ""]
         text = job.log()
         output_dir = workspace.root / job.record["output_dir"]
-        points = jobs.loss_points(text)
-        import pandas as pd
-
+        progress = jobs.runs_progress(text)
+        finished = {r["strategy"] for r in progress if r["state"].startswith("ok")}
+        # finished runs: every step from their JSON; the running one: what its heartbeats said so far
+        points = results_view.loss_points(output_dir, finished) + [p for p in jobs.loss_points(text) if p["run"] not in finished]
         return [f"**{job.state}** · `{job.record['command']}` · started {job.record['started_at']}",
-                [[r["run"], r["task"], r["strategy"], r["state"]] for r in jobs.runs_progress(text)],
+                [[r["run"], r["task"], r["strategy"], r["state"]] for r in progress],
                 results_view.summary_rows(output_dir),
                 pd.DataFrame(points or [], columns=["run", "step", "loss"]),
                 "\n".join(text.splitlines()[-LOG_TAIL_LINES:])]

@@ -25,6 +25,7 @@ from base.io import write_json_atomic, write_text_atomic
 from ui.workspace import Workspace
 
 JOB_FILE, LOG_FILE, EXIT_FILE = "job.json", "output.log", "exit_code"
+HEARTBEAT_S = 5  # seconds between a running job's progress lines (base.progress); finished runs' curves are exact
 # compare's log lines (runners.compare, base.progress.LogDisplay) that the Run page reads back
 RUN_STARTED = re.compile(r"… run (\d+)/(\d+): (\S+) · (\S+)")
 RUN_FINISHED = re.compile(r"([✓✗]) (\S+) · (\S+): (.*)")
@@ -81,19 +82,24 @@ def start(workspace: Workspace, plan_file: Path, output_dir: Path) -> Job:
         suffix += 1
         folder = jobs / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{suffix}"
     folder.mkdir(parents=True)
-    command = [sys.executable, "-m", "cli.app", "compare", str(plan_file), "--output", str(output_dir)]
-    # Heartbeats every second feed the live loss curve; a wide console keeps each log line on one line.
-    env = {**os.environ, "ADAPT_HEARTBEAT_S": os.environ.get("ADAPT_HEARTBEAT_S", "1"), "COLUMNS": "400",
+    argv = [sys.executable, "-m", "cli.app", "compare", str(plan_file), "--output", str(output_dir)]
+    return launch(folder, argv, cwd=workspace.root, plan=workspace.relative(plan_file),
+                  output_dir=workspace.relative(output_dir),
+                  command="adapt compare " + workspace.relative(plan_file) + " --output " + workspace.relative(output_dir))
+
+
+def launch(folder: Path, argv: list[str], cwd: Path, **record: Any) -> Job:
+    """Start `argv` under a watcher in a new session (its own process group), recorded in `folder`."""
+    # Heartbeats every few seconds feed the live loss curve; a wide console keeps each log line on one line.
+    env = {**os.environ, "ADAPT_HEARTBEAT_S": os.environ.get("ADAPT_HEARTBEAT_S", str(HEARTBEAT_S)), "COLUMNS": "400",
            "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(paths.REPO_ROOT), *filter(None, sys.path)])),
            "PYTHONUNBUFFERED": "1"}
-    watcher = subprocess.Popen([sys.executable, "-m", "ui.jobs", str(folder), "--", *command], cwd=workspace.root,
+    watcher = subprocess.Popen([sys.executable, "-m", "ui.jobs", str(folder), "--", *argv], cwd=cwd,
                                env=env, start_new_session=True, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    record = {"pid": watcher.pid, "plan": workspace.relative(plan_file), "output_dir": workspace.relative(output_dir),
-              "command": "adapt compare " + workspace.relative(plan_file) + " --output " + workspace.relative(output_dir),
-              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json_atomic(folder / JOB_FILE, record)
-    return Job(folder, record)
+    full = {"pid": watcher.pid, **record, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json_atomic(folder / JOB_FILE, full)
+    return Job(folder, full)
 
 
 def all_jobs(workspace: Workspace) -> list[Job]:
@@ -123,7 +129,7 @@ def runs_progress(log: str) -> list[dict[str, str]]:
             runs[(task, strategy)] = {"run": f"{number}/{total}", "task": task, "strategy": strategy, "state": "running"}
         elif (match := RUN_FINISHED.search(line)) and (match.group(2), match.group(3)) in runs:
             mark, task, strategy, detail = match.groups()
-            runs[(task, strategy)]["state"] = ("ok — " if mark == "✓" else "failed — ") + detail
+            runs[(task, strategy)]["state"] = "ok — " + detail if mark == "✓" else detail  # compare says "failed — why"
     return list(runs.values())
 
 

@@ -57,18 +57,23 @@ def answers_from_form(values: dict[str, Any], workspace: Workspace) -> tuple[Ans
     answers = Answers()
     errors: dict[str, str] = {}
     for question in QUESTIONS:
-        raw = values.get(question.key)
         try:
-            answers = apply_answer(answers, question.key, raw, file="form")
-            value = getattr(answers, question.key)
-            if question.key == "model" and value and (workspace.root / Path(value).expanduser()).exists():
-                answers = apply_answer(answers, "model", str(workspace.resolve(value, field="model")))
-            elif question.key in PATH_KEYS and value:
-                path = workspace.readable(value, field=question.key)
-                if not path.exists():
-                    raise AdaptError(f"{value!r} does not exist in the workspace", field=question.key)
-                if not value.startswith(DATA_PLACEHOLDER):  # `{data}` stays a placeholder, as in shipped plans
-                    answers = apply_answer(answers, question.key, str(path))
+            answers = _answer(answers, question, values.get(question.key), workspace)
         except AdaptError as error:
             errors[question.key] = error.message
     return answers, errors
+
+
+def _answer(answers: Answers, question: Question, raw: Any, workspace: Workspace) -> Answers:
+    """`answers` with this question answered, or an AdaptError (and the answer left as it was)."""
+    answered = apply_answer(answers, question.key, raw, file="form")
+    value = getattr(answered, question.key)
+    if question.key == "model" and value and (workspace.root / Path(value).expanduser()).exists():
+        return apply_answer(answers, "model", str(workspace.resolve(value, field="model")))
+    if question.key in PATH_KEYS and value:
+        path = workspace.readable(value, field=question.key)
+        if not path.exists():
+            raise AdaptError(f"{value!r} does not exist in the workspace", field=question.key)
+        if not value.startswith(DATA_PLACEHOLDER):  # `{data}` stays a placeholder, as in shipped plans
+            return apply_answer(answers, question.key, str(path))
+    return answered

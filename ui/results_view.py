@@ -65,3 +65,9 @@ def summary_rows(results_dir: Path) -> list[list[Any]]:
                      f"{value:.3f}" if isinstance(value, (int, float)) else "—",
                      f"{train:.1f}" if isinstance(train, (int, float)) else "—", (run.error or "")[:200]])
     return rows
+
+
+def loss_points(results_dir: Path, labels: set[str]) -> list[dict[str, Any]]:
+    """Every optimizer step's training loss of the named finished runs, from their run JSON."""
+    return [{"run": run.label, "step": int(step), "loss": float(loss)} for run in load_runs(results_dir)
+            if run.label in labels for step, loss in (run.curves or {}).get("train_loss") or []]

@@ -1,0 +1,31 @@
+"""`adapt ui` binds loopback by default; another address needs a share token; the command checks before it imports
+the web framework."""
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from base.errors import AdaptError
+from cli.app import app
+from ui.serve import check_bind, is_loopback
+
+
+def test_loopback_addresses():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("no-such-host.invalid")
+
+
+def test_a_public_bind_needs_a_long_enough_token():
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "x" * 16)
+    with pytest.raises(AdaptError, match="give --share-token"):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(AdaptError, match="at least 16 characters"):
+        check_bind("0.0.0.0", "short")
+
+
+def test_cli_refuses_a_public_bind_and_a_missing_workspace(tmp_path):
+    result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--workspace", str(tmp_path)])
+    assert result.exit_code == 2 and "--share-token" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["ui", "--workspace", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "workspace folder not found" in result.output
