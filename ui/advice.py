@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from advisor.advise_cmd import write_advice, write_plan
+from advisor.advise_cmd import checked_note, write_advice, write_plan
 from advisor.engine import Recommendation
 from advisor.rules import describe
 from ui.workspace import Workspace
@@ -15,8 +15,13 @@ FIRED_COLUMNS = ("rule", "because", "effect")
 
 
 def summary(rec: Recommendation) -> str:
-    """The top pick in one line, as the terminal says it."""
-    return f"Top pick: {rec.top} — {describe(rec.top)}."
+    """The top pick, as the terminal says it, and what the estimates assume."""
+    return f"Top pick: {rec.top} — {describe(rec.top)}. Time and $ estimated on {rec.device}. {checked_note()}"
+
+
+def notes(rec: Recommendation) -> list[str]:
+    """What the terminal prints after the rules: the strategies ruled out and why, then the warnings."""
+    return [f"ruled out {strategy}: {'; '.join(reasons)}" for strategy, reasons in rec.ruled_out.items()] + rec.warnings
 
 
 def fired_rows(rec: Recommendation) -> list[list[str]]:

@@ -19,6 +19,7 @@ import yaml
 from advisor.advise_cmd import ESTIMATE_COLUMNS, estimate_rows
 from advisor.engine import recommend
 from base.errors import AdaptError
+from base.io import write_text_atomic
 from ui import advice, jobs, plan_form, questionnaire, results_view
 from ui.workspace import Workspace
 
@@ -90,10 +91,10 @@ def advise_page(workspace: Workspace) -> None:
             errors[error.field or "model"] = error.message + (f" ({error.hint})" if error.hint else "")
             return [*[error_note(errors.get(field.key)) for field in fields], "", [], [], "", "", None]
         notes_out = [error_note(errors.get(field.key)) for field in fields]
-        warning_text = "\n".join(f"- {html.escape(w)}" for w in rec.warnings)
+        warning_text = "\n".join(f"- {html.escape(line)}" for line in advice.notes(rec))
         if errors:
             warning_text = f"**{len(errors)} answer(s) not understood** (left unknown; see beside them)\n\n" + warning_text
-        return [*notes_out, advice.summary(rec), estimate_rows(rec), advice.fired_rows(rec) or [["—", "none fired", ""]],
+        return [*notes_out, html.escape(advice.summary(rec)), estimate_rows(rec), advice.fired_rows(rec) or [["—", "none fired", ""]],
                 warning_text, rec.plan_yaml, rec]
 
     def save(rec: Any, raw_path: str) -> str:
@@ -133,7 +134,7 @@ def plan_page(workspace: Workspace) -> gr.Dropdown:
             widget = gr.Textbox(label=field.label, elem_id=elem)
         widgets[field.path] = (widget, _error_box(elem + "-error"))
 
-    with gr.Row(elem_classes=["field-grid"]):  # the short fields side by side; the strategies' YAML and the checkbox below, full width
+    with gr.Row(elem_classes=["field-grid"]):  # short fields side by side; the strategies' YAML and the checkbox below
         for field in plan_form.PLAN_FIELDS:
             if field.kind not in ("yaml", "bool"):
                 with gr.Column(min_width=300):
@@ -175,8 +176,6 @@ def plan_page(workspace: Workspace) -> gr.Dropdown:
         if found:
             return [*notes_out, error_note(found.get(plan_form.OTHER)), f"**{sum(map(len, found.values()))} problem(s)** — see beside the fields.", ""]
         if write:
-            from base.io import write_text_atomic
-
             write_text_atomic(path, yaml.safe_dump(plan, sort_keys=False))
         return [*notes_out, "", f"Plan {'saved to' if write else 'is valid:'} `{workspace.relative(path)}`.",
                 plan_form.cli_command(path, workspace)]
@@ -276,7 +275,7 @@ def results_page(workspace: Workspace) -> gr.Dropdown:
     with gr.Tab("Runs"):
         run_choice = gr.Dropdown([], label="Run", elem_id="results-run")
         details = gr.JSON(label="Run details", elem_id="results-details")
-    with gr.Tab("Predictions"):
+    with gr.Tab("Predictions", elem_id="results-tab-predictions"):
         with gr.Row():
             predictions_run = gr.Dropdown([], label="Predictions of", elem_id="results-pred-run")
             show_only = gr.Radio(list(results_view.FILTERS), value="all", label="Show", elem_id="results-filter")

@@ -6,6 +6,7 @@ Skips without /usr/bin/chromium (tests/reports/setup_browser.sh installs it) or 
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from base.results import load_runs
 
 from base import paths
 
@@ -37,7 +40,8 @@ def free_port() -> int:
 def board(workspace_dir, tmp_path):
     """`adapt ui` on the workspace, as a user starts it; yields its address."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(paths.REPO_ROOT), "ADAPT_HEARTBEAT_S": "0", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(paths.REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("ADAPT_HEARTBEAT_S", None)  # the board's own interval for its jobs
     log = open(tmp_path / "board.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "cli.app", "ui", "--workspace", str(workspace_dir), "--port", str(port)],
                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
@@ -124,7 +128,7 @@ def test_advise_plan_run_results_in_a_browser(board, workspace_dir, tmp_path):
         page.click("#plan-validate")
         page.wait_for_selector("#plan-tasks-0-eval_limit-error:has-text('greater than or equal to 1')")
         type_into(page, "plan-tasks-0-eval_limit", "4")
-        type_into(page, "plan-strategies", "- zero_shot\n- {strategy: lora, r: 4, max_steps: 2, batch_size: 4}\n")
+        type_into(page, "plan-strategies", "- zero_shot\n- {strategy: lora, r: 4, max_steps: 8, batch_size: 2, learning_rate: 0.01}\n")
         page.locator("#plan-forgetting-enabled input").uncheck()
         page.click("#plan-save")
         page.wait_for_selector("#plan-status:has-text('saved to')")
@@ -143,6 +147,7 @@ def test_advise_plan_run_results_in_a_browser(board, workspace_dir, tmp_path):
         assert "every run ok" in page.inner_text("#run-state"), page.inner_text("#run-log")
         results = page.inner_text("#run-results")
         assert "zero_shot" in results and "lora" in results and "accuracy" in results
+        assert "lora" in page.inner_text("#run-loss")  # the training loss curve's legend
         shoot(page, tmp_path, "run")
         assert len(list((workspace_dir / "results" / "toy" / "runs").glob("*.json"))) == 2  # where the CLI looks
 
@@ -154,7 +159,19 @@ def test_advise_plan_run_results_in_a_browser(board, workspace_dir, tmp_path):
         frame.locator("h2:has-text('Task: toy')").wait_for()
         assert frame.locator("table").count() >= 2
         shoot(page, tmp_path, "results")
+
+        # Predictions: every eval item, the dataset's markup shown as text; then only the run's errors
+        page.click("#results-tab-predictions-button")
+        page.wait_for_selector("#results-predictions:has-text('onerror')")
+        assert table_rows(page, "results-predictions") == 4
+        assert "<script>document.title='pwned'</script>" in page.inner_text("#results-predictions")
+        page.locator("#results-filter input[value='errors']").check()
+        shown = next(run for run in load_runs(workspace_dir / "results" / "toy") if run.label == "lora")
+        wrong = sum(not row["correct"] for row in map(json.loads, (workspace_dir / "results" / "toy" / shown.predictions_file).read_text().splitlines()))
+        page.wait_for_function(f"document.querySelector('#results-predictions [role=grid]').getAttribute('aria-rowcount') == '{wrong + 1}'")
+        shoot(page, tmp_path, "predictions")
+        assert page.title() == "adaptlab" and page.locator("img[src=x]").count() == 0
         browser.close()
     shots = sorted((tmp_path / "screenshots").glob("*.png"))
-    assert [shot.stem for shot in shots] == ["advise", "plan", "results", "run"]
+    assert [shot.stem for shot in shots] == ["advise", "plan", "predictions", "results", "run"]
     assert all(shot.stat().st_size > 20_000 for shot in shots)
