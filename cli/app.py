@@ -177,11 +177,9 @@ def ui(
 ) -> None:
     """Open the web board: the questionnaire as a form, plan editing, background compare runs with live loss, reports.
 
-    Examples:
-
-        adapt ui                                     # http://127.0.0.1:7860, workspace = this folder
-
-        adapt ui --workspace ~/study --host 0.0.0.0 --share-token "$(openssl rand -hex 16)"
+    It serves http://127.0.0.1:7860 with this folder as the workspace until Ctrl-C. To reach it from other
+    machines, bind `--host 0.0.0.0` and give `--share-token` a long random secret (`openssl rand -hex 16`):
+    visitors log in with it as the password.
     """
     from ui.serve import check_bind
     from ui.workspace import Workspace

@@ -153,6 +153,9 @@ def test_advise_plan_run_results_in_a_browser(board, workspace_dir, tmp_path):
 
         # Results: the report, and the predictions filtered to errors
         page.click("#tab-results-button")
+        page.locator("#results-folder input").fill("../..")  # typed by hand: refused, nothing read
+        page.click("#results-show")
+        page.wait_for_selector("#results-error:has-text('outside the workspace')")
         choose(page, "results-folder", "results/toy")
         page.click("#results-show")
         frame = page.frame_locator("#report-frame")
