@@ -31,9 +31,7 @@ def fired_rows(rec: Recommendation) -> list[list[str]]:
 def save_plan(rec: Recommendation, raw_path: str, workspace: Workspace) -> Path:
     """Write the plan (validated by compare's parser) and its advice.json beside it, with its results folder
     results/<task> next to the plan. Returns the plan's path."""
-    plan_file = workspace.resolve(raw_path, field="plan file")
-    if plan_file.suffix not in (".yaml", ".yml"):
-        plan_file = plan_file.with_suffix(".yaml")
+    plan_file = workspace.plan_file(raw_path)
     plan = yaml.safe_load(rec.plan_yaml)
     plan["output_dir"] = f"results/{rec.answers.task_name}"
     comments = "".join(line + "\n" for line in rec.plan_yaml.splitlines() if line.startswith("#"))

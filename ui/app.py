@@ -153,7 +153,7 @@ def plan_page(workspace: Workspace) -> gr.Dropdown:
 
     def load(raw: str) -> list[Any]:
         try:
-            path = workspace.resolve(raw or "", field="plan file")
+            path = workspace.plan_file(raw or "")
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (AdaptError, OSError, yaml.YAMLError) as error:
             return [{}, *[gr.update() for _ in inputs], error_note(str(error)), "", ""]
@@ -165,7 +165,7 @@ def plan_page(workspace: Workspace) -> gr.Dropdown:
 
     def check(base: dict, raw: str, *values: Any, write: bool = False) -> list[Any]:
         try:
-            path = workspace.resolve(raw or "", field="plan file")
+            path = workspace.plan_file(raw or "")
         except AdaptError as error:
             return [*["" for _ in notes], error_note(str(error)), "", ""]
         plan, problems = plan_form.plan_from_form(base, dict(zip((f.path for f in plan_form.PLAN_FIELDS), values)))
@@ -212,7 +212,7 @@ def run_page(workspace: Workspace) -> tuple[Any, gr.Dropdown, gr.Dropdown]:
 
     def start(raw_plan: str, raw_output: str) -> tuple[str, Any]:
         try:
-            path = workspace.resolve(raw_plan or "", field="plan file")
+            path = workspace.plan_file(raw_plan or "")
             data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
             if not isinstance(data, dict):
                 raise AdaptError("not a plan file", file=workspace.relative(path))

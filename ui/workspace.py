@@ -39,6 +39,13 @@ class Workspace:
                              hint="the board reads and writes only inside its workspace (`adapt ui --workspace DIR`)")
         return path
 
+    def plan_file(self, raw: str | Path) -> Path:
+        """A plan's path: inside, and a .yaml/.yml file, so saving a plan can never overwrite a data file."""
+        path = self.resolve(raw, field="plan file")
+        if path.suffix not in (".yaml", ".yml"):
+            raise AdaptError(f"{str(raw).strip()!r} is not a .yaml file", field="plan file", hint="plans are YAML: e.g. plan.yaml")
+        return path
+
     def readable(self, raw: str | Path, *, field: str = "path", relative_to: Path | None = None) -> Path:
         """Like `resolve`, but `{data}/...` (the provisioned data cache) is allowed too."""
         text = str(raw).strip()

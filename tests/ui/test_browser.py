@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +15,6 @@ import yaml
 
 from base.results import load_runs
 
-from base import paths
 
 CHROMIUM = Path("/usr/bin/chromium")
 playwright = pytest.importorskip("playwright.sync_api", reason="needs `pip install playwright` (the browser is Debian's)")
@@ -30,34 +24,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at
 SCREENSHOTS = os.environ.get("ADAPT_UI_SCREENSHOTS")  # a folder to copy the screenshots to (docs/images)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
-def board(workspace_dir, tmp_path):
-    """`adapt ui` on the workspace, as a user starts it; yields its address."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(paths.REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("ADAPT_HEARTBEAT_S", None)  # the board's own interval for its jobs
-    log = open(tmp_path / "board.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "cli.app", "ui", "--workspace", str(workspace_dir), "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None, (tmp_path / "board.log").read_text()
-            time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+def board(start_board, workspace_dir):
+    return start_board(workspace_dir)
 
 
 def choose(page, elem_id: str, value: str) -> None:

@@ -2,6 +2,10 @@
 the web framework."""
 from __future__ import annotations
 
+import urllib.error
+import urllib.parse
+import urllib.request
+
 import pytest
 from typer.testing import CliRunner
 
@@ -29,3 +33,21 @@ def test_cli_refuses_a_public_bind_and_a_missing_workspace(tmp_path):
     assert result.exit_code == 2 and "--share-token" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["ui", "--workspace", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "workspace folder not found" in result.output
+
+
+def test_with_a_token_nothing_answers_before_login(start_board, tmp_path):
+    token = "a-secret-of-20-chars"
+    url = start_board(tmp_path, "--host", "0.0.0.0", "--share-token", token)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url + "config", timeout=10)
+    assert refused.value.code == 401
+
+    def login(password: str) -> int:
+        form = urllib.parse.urlencode({"username": "anyone", "password": password}).encode()
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url + "login", data=form), timeout=10).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert login("wrong-password-guess") == 400
+    assert login(token) == 200

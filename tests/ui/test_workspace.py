@@ -39,3 +39,11 @@ def test_lists_only_plans_and_results_inside(workspace):
     (workspace.root / "results" / "toy" / "runs" / "r.json").write_text("{}")
     assert workspace.plan_files() == ["plan.yaml"]
     assert workspace.results_folders() == ["results/toy"]
+
+
+def test_a_plan_must_be_a_yaml_file_inside(workspace):
+    assert workspace.plan_file("plans/a.yml") == workspace.root / "plans" / "a.yml"
+    with pytest.raises(AdaptError, match="not a .yaml file"):
+        workspace.plan_file("data/train.jsonl")  # saving a plan there would overwrite the data
+    with pytest.raises(AdaptError, match="outside the workspace"):
+        workspace.plan_file("../plan.yaml")
