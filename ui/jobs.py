@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -43,8 +44,8 @@ class Job:
 
     @property
     def exit_code(self) -> int | None:
-        file = self.folder / EXIT_FILE
-        return int(file.read_text().strip()) if file.exists() and file.read_text().strip() else None
+        text = (self.folder / EXIT_FILE).read_text().strip() if (self.folder / EXIT_FILE).exists() else ""
+        return int(text) if text else None
 
     @property
     def running(self) -> bool:
@@ -85,7 +86,7 @@ def start(workspace: Workspace, plan_file: Path, output_dir: Path) -> Job:
     argv = [sys.executable, "-m", "cli.app", "compare", str(plan_file), "--output", str(output_dir)]
     return launch(folder, argv, cwd=workspace.root, plan=workspace.relative(plan_file),
                   output_dir=workspace.relative(output_dir),
-                  command="adapt compare " + workspace.relative(plan_file) + " --output " + workspace.relative(output_dir))
+                  command=shlex.join(["adapt", "compare", workspace.relative(plan_file), "--output", workspace.relative(output_dir)]))
 
 
 def launch(folder: Path, argv: list[str], cwd: Path, **record: Any) -> Job:
