@@ -74,7 +74,7 @@ def advise_page(workspace: Workspace) -> None:
     ranking = gr.Dataframe(headers=list(ESTIMATE_COLUMNS), label="Ranking and estimates", interactive=False,
                            elem_id="advise-ranking")
     fired = gr.Dataframe(headers=list(advice.FIRED_COLUMNS), label="Rules that fired, in order", interactive=False,
-                         wrap=True, elem_id="advise-fired")
+                         wrap=True, column_widths=["15%", "60%", "25%"], elem_id="advise-fired")
     warnings = gr.Markdown(elem_id="advise-warnings")
     plan_preview = gr.Code(language="yaml", label="The plan", interactive=False)
     with gr.Row():
