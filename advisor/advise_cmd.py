@@ -122,7 +122,7 @@ def dollars(value: float) -> str:
 def fits_summary(fits: list[str]) -> str:
     """The smallest GPU that fits, then '+' for every larger one (the table is ordered by memory)."""
     gpus = [name for name in GPUS if name in fits]
-    text = f"{gpus[0]}+" if gpus else "[red]no GPU[/]"
+    text = f"{gpus[0]}+" if gpus else "no GPU"
     return text + (", CPU" if "CPU" in fits else "")
 
 
@@ -139,16 +139,26 @@ def checked_note() -> str:
             f"{', '.join(unchecked)} unchecked (band doubled). CPU: the demo's runs (bench/estimate_vs_measured.py).")
 
 
-def render(rec: Recommendation, plan_out: Path, console: Console) -> None:
-    table = Table(title=f"Recommendation (time and $ on {rec.device})", title_justify="left")
-    for column in ("#", "strategy", "score", "memory", "train time", "$ train", "$ / 1M queries", "fits on"):
-        table.add_column(column, justify="right" if column in ("#", "score", "memory", "$ train", "$ / 1M queries") else "left")
+ESTIMATE_COLUMNS = ("#", "strategy", "score", "memory", "train time", "$ train", "$ / 1M queries", "fits on")
+
+
+def estimate_rows(rec: Recommendation) -> list[list[str]]:
+    """The ranked strategies with their estimates, as plain text (the terminal table and the web board's)."""
+    rows = []
     for rank, (strategy, points) in enumerate(rec.ranking, 1):
         e = rec.estimates[strategy]
-        table.add_row(str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB{band(e.memory_band_pct)}",
-                      human_time(e.train_hours) + (band(e.time_band_pct) if e.train_hours > 0 else ""),
-                      dollars(e.usd_train), dollars(e.usd_per_1m_queries), fits_summary(e.fits),
-                      style="bold green" if rank == 1 else None)
+        rows.append([str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB{band(e.memory_band_pct)}",
+                     human_time(e.train_hours) + (band(e.time_band_pct) if e.train_hours > 0 else ""),
+                     dollars(e.usd_train), dollars(e.usd_per_1m_queries), fits_summary(e.fits)])
+    return rows
+
+
+def render(rec: Recommendation, plan_out: Path, console: Console) -> None:
+    table = Table(title=f"Recommendation (time and $ on {rec.device})", title_justify="left")
+    for column in ESTIMATE_COLUMNS:
+        table.add_column(column, justify="right" if column in ("#", "score", "memory", "$ train", "$ / 1M queries") else "left")
+    for rank, row in enumerate(estimate_rows(rec), 1):
+        table.add_row(*row, style="bold green" if rank == 1 else None)
     console.print(table)
     console.print(f"[dim]{checked_note()}[/]")
     console.print(f"Top pick: [bold green]{rec.top}[/] — {describe(rec.top)}.")

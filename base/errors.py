@@ -29,6 +29,7 @@ class AdaptError(Exception):
         self.line = line
         self.field = field
         self.hint = hint
+        self.problems: list[AdaptError] = [self]  # `several` lists the ones it joins, for forms showing each by its field
 
     @property
     def location(self) -> str:
@@ -55,4 +56,6 @@ def several(problems: list[AdaptError], shown: int | None = None) -> AdaptError:
     if len(listed) < len(problems):
         lines.append(f"  ... and {len(problems) - len(listed)} more (the first {len(listed)} are listed)")
     hints = {p.hint for p in listed if p.hint}
-    return AdaptError(f"{len(problems)} problems:\n" + "\n".join(lines), hint=hints.pop() if len(hints) == 1 else None)
+    joined = AdaptError(f"{len(problems)} problems:\n" + "\n".join(lines), hint=hints.pop() if len(hints) == 1 else None)
+    joined.problems = list(problems)
+    return joined

@@ -164,6 +164,34 @@ def report(
     report_command(results_dir=results_dir, out=out, title=title)
 
 
+# --- ui --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def ui(
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="The folder the board may read and write (plans, data, results); nothing outside it is touched."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but a loopback address needs --share-token."),
+    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    share_token: Optional[str] = typer.Option(None, "--share-token", envvar="ADAPT_UI_TOKEN", help="A secret every visitor must give as the password (any user name). Required to bind a non-loopback address."),
+) -> None:
+    """Open the web board: the questionnaire as a form, plan editing, background compare runs with live loss, reports.
+
+    It serves http://127.0.0.1:7860 with this folder as the workspace until Ctrl-C. To reach it from other
+    machines, bind `--host 0.0.0.0` and give `--share-token` a long random secret (`openssl rand -hex 16`):
+    visitors log in with it as the password.
+    """
+    from ui.serve import check_bind
+    from ui.workspace import Workspace
+
+    root = Workspace.at(workspace)
+    check_bind(host, share_token)
+    from ui.app import serve  # the web framework is imported only here
+
+    console.print(f"adapt ui: http://{host}:{port}  (workspace {root.root}; Ctrl-C to stop)", highlight=False)
+    serve(root, host, port, share_token)
+
+
 # --- forget ----------------------------------------------------------------------------------------------
 
 

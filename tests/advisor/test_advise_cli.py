@@ -27,7 +27,7 @@ def test_advise_does_not_import_torch(tmp_path, fixed_cpu_benchmark):
         "from cli.app import app\n"
         f"result = CliRunner().invoke(app, ['advise', '--answers', {str(DEMO)!r}, '--plan', {str(plan)!r}, '--json'])\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'faiss', 'sentence_transformers', 'lm_eval', 'pandas', 'matplotlib') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'faiss', 'sentence_transformers', 'lm_eval', 'pandas', 'matplotlib', 'gradio', 'fastapi') if m in sys.modules]\n"
         "print(json.dumps({'heavy': heavy, 'top': json.loads(result.stdout)['top']}))\n"
     )
     env = {"ADAPTLAB_HOME": str(fixed_cpu_benchmark.parent), "PATH": "/usr/bin:/bin"}

@@ -12,14 +12,14 @@ from cli.app import app
 def test_help_lists_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("advise", "compare", "report", "models", "data", "forget"):
+    for command in ("advise", "compare", "report", "ui", "models", "data", "forget"):
         assert command in result.output
 
 
 def test_help_does_not_import_torch():
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom cli.app import app\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'faiss', 'lm_eval', 'pandas') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'faiss', 'lm_eval', 'pandas', 'gradio', 'fastapi') if m in sys.modules]\n"
             "print(heavy)\nassert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
