@@ -76,14 +76,23 @@ def template_tokens(spec: RunSpec) -> int:
     return est.PROMPT_TEMPLATE_TOKENS if spec.task.prompt_format == "chat" else PLAIN_TEMPLATE_TOKENS
 
 
+# est.TrainSetup field <- the settings field that sizes it, where a strategy's settings have one
+SETUP_FIELDS = {"r": "r", "num_virtual_tokens": "num_virtual_tokens", "encoder_hidden": "encoder_hidden_size",
+                "adapter_len": "adapter_len", "adapter_layers": "adapter_layers", "freeze_layers": "layers",
+                "galore_rank": "rank"}
+
+
 def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float:
     settings, entry = spec.strategy, registry.get(spec.strategy.strategy)
+    if entry.estimate == "features":  # one forward pass over the train inputs
+        count, prompt, _ = _examples_tokens(spec.task.train, spec.task.train_limit)
+        return est.feature_seconds(shape, count * prompt, device)
     if not entry.trains:
         return 0.0
+    sized = {key: getattr(settings, field) for key, field in SETUP_FIELDS.items() if hasattr(settings, field)}
     setup = est.TrainSetup(strategy=spec.strategy.strategy, seq_len=settings.max_length, batch=settings.batch_size,
                            grad_checkpointing=settings.grad_checkpointing, grad_accum=settings.grad_accum,
-                           precision="bf16" if device.is_gpu else "fp32", host=not device.is_gpu,
-                           r=getattr(settings, "r", est.TrainSetup.r))
+                           precision="bf16" if device.is_gpu else "fp32", host=not device.is_gpu, **sized)
     if "corpus" in entry.needs:
         tokens = _corpus_tokens(spec.task.corpus) * settings.epochs
         row = settings.max_length

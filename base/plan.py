@@ -146,21 +146,35 @@ class TrainSettings(_StrategyBase):
 
 class PeftSettings(TrainSettings):
     """Settings of a peft method: `peft_config` names its peft config class and `peft_fields` maps our field names
-    onto that class's (runners.adapters builds the config; a test checks every name against peft)."""
+    onto that class's (runners.adapters builds the config; a test checks every name against peft). `peft_values`
+    translates a field's values where ours are words and peft's are not (LoRA's `init: default` is peft's True)."""
 
     peft_config: ClassVar[str]
     peft_fields: ClassVar[dict[str, str]]
+    peft_values: ClassVar[dict[str, dict[Any, Any]]] = {}
+
+
+# LoRA initialisations peft has (LoraConfig.init_lora_weights): `default` zero-inits B so training starts from the
+# base model; pissa and olora start the adapter from the weights' principal directions (SVD / QR) and take them out
+# of the base weights, which peft converts back into a plain LoRA when the adapter is saved.
+LORA_INITS = ("default", "gaussian", "orthogonal", "pissa", "olora")
+MUTATING_LORA_INITS = ("pissa", "olora")
 
 
 class LoraSettings(PeftSettings):
     peft_config: ClassVar[str] = "LoraConfig"
     peft_fields: ClassVar[dict[str, str]] = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-                                             "target_modules": "target_modules"}
+                                             "target_modules": "target_modules", "use_dora": "use_dora",
+                                             "use_rslora": "use_rslora", "init": "init_lora_weights"}
+    peft_values: ClassVar[dict[str, dict[Any, Any]]] = {"init": {"default": True}}
     strategy: Literal["lora"] = "lora"
     r: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    use_dora: bool = False  # DoRA (Liu et al. 2024): a learned magnitude per output channel times a LoRA-updated direction
+    use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r) instead of alpha/r (Kalajdzievski 2023): high ranks keep learning
+    init: Literal[LORA_INITS] = "default"  # type: ignore[valid-type]
 
 
 class QLoraSettings(LoraSettings):
@@ -184,6 +198,76 @@ class PromptTuningSettings(PeftSettings):
     strategy: Literal["prompt_tuning"] = "prompt_tuning"
     learning_rate: float = Field(default=3e-2, gt=0)
     num_virtual_tokens: int = Field(default=16, ge=1)
+
+
+class PrefixTuningSettings(PeftSettings):
+    """Prefix tuning / P-tuning v2 (Li & Liang 2021; Liu et al. 2022): trained key/value prefixes in every layer."""
+
+    peft_config: ClassVar[str] = "PrefixTuningConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"num_virtual_tokens": "num_virtual_tokens", "projection": "prefix_projection",
+                                             "encoder_hidden_size": "encoder_hidden_size"}
+    strategy: Literal["prefix_tuning"] = "prefix_tuning"
+    learning_rate: float = Field(default=1e-2, gt=0)
+    num_virtual_tokens: int = Field(default=16, ge=1)
+    projection: bool = False  # reparameterise the prefixes through an MLP (Li & Liang) rather than train them directly (v2)
+    encoder_hidden_size: int = Field(default=512, ge=1)  # the MLP's width when `projection` is on
+
+
+class PTuningSettings(PeftSettings):
+    """P-tuning (Liu et al. 2021): virtual-token embeddings produced by a small trained prompt encoder (an MLP)."""
+
+    peft_config: ClassVar[str] = "PromptEncoderConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"num_virtual_tokens": "num_virtual_tokens",
+                                             "encoder_hidden_size": "encoder_hidden_size"}
+    strategy: Literal["p_tuning"] = "p_tuning"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    num_virtual_tokens: int = Field(default=16, ge=1)
+    encoder_hidden_size: int = Field(default=128, ge=1)
+
+
+class LlamaAdapterSettings(PeftSettings):
+    """LLaMA-Adapter (Zhang et al. 2023): learned adaption prompts read by the top layers' attention through a
+    zero-initialised gate, so training starts from the base model. Llama/Mistral-architecture models only."""
+
+    peft_config: ClassVar[str] = "AdaptionPromptConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"adapter_len": "adapter_len", "adapter_layers": "adapter_layers"}
+    strategy: Literal["llama_adapter"] = "llama_adapter"
+    learning_rate: float = Field(default=9e-3, gt=0)
+    adapter_len: int = Field(default=10, ge=1)  # adaption-prompt tokens per adapted layer
+    adapter_layers: int = Field(default=8, ge=1)  # the top layers that get one (capped at the model's depth)
+
+
+class FreezeSettings(TrainSettings):
+    """Train only the last `layers` transformer blocks plus the final norm and LM head; everything below is frozen
+    ("last layers vs all layers"; the embeddings stay frozen even when the head shares them)."""
+
+    strategy: Literal["freeze"] = "freeze"
+    learning_rate: float = Field(default=5e-5, gt=0)
+    layers: int = Field(default=2, ge=1)
+
+
+class FeatureBasedSettings(_StrategyBase):
+    """The frozen model as a feature extractor: one hidden state per example (mean over its tokens or the last one)
+    and a logistic regression on top (scikit-learn). Classification only; nothing is generated."""
+
+    strategy: Literal["feature_based"] = "feature_based"
+    pooling: Literal["mean", "last"] = "mean"
+    layer: int = -1  # which hidden state: -1 the last layer's output, 0 the embeddings
+    regularisation: float = Field(default=1.0, gt=0)  # scikit-learn's C (inverse L2 strength)
+    batch_size: int = Field(default=16, ge=1)
+    max_length: int = Field(default=256, ge=8)
+
+
+class GaloreSettings(TrainSettings):
+    """Full-parameter training with GaLore (Zhao et al. 2024): each 2-D weight's gradient is projected onto a rank-`rank`
+    subspace (refreshed every `update_proj_gap` steps) where Adam keeps its moments; the memory saved is the optimizer's."""
+
+    strategy: Literal["galore"] = "galore"
+    learning_rate: float = Field(default=1e-4, gt=0)
+    rank: int = Field(default=128, ge=1)
+    update_proj_gap: int = Field(default=200, ge=1)
+    scale: float = Field(default=0.25, gt=0)
+    proj_type: Literal["std", "reverse_std", "right", "left", "full"] = "std"
 
 
 class FullFTSettings(TrainSettings):
@@ -344,7 +428,12 @@ class Plan(_Strict):
             raise AdaptError(f"launch config file not found: {self.launch.config_file}", file=source, field="launch.config_file",
                              hint=f"a path relative to the plan, or one of {sorted(p.stem for p in (paths.CONFIGS_DIR / 'launch').glob('*.yaml'))}")
         for task, strategy in self.runs():
-            needs = registry.get(strategy.strategy).needs
+            entry = registry.get(strategy.strategy)
+            if task.type not in entry.task_types:
+                raise AdaptError(f"{strategy.strategy} runs on {' or '.join(entry.task_types)} tasks; task {task.name!r} is "
+                                 f"{task.type}", file=source, field=f"strategies.{strategy.name}",
+                                 hint="restrict the strategy with `tasks:` to the tasks it can run on")
+            needs = entry.needs
             if "train" in needs and task.train is None:
                 raise AdaptError(f"{strategy.strategy} needs a train file but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.train",
