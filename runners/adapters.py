@@ -23,5 +23,6 @@ def peft_model(model: Any, settings: PeftSettings, **fixed: Any) -> Any:
 
 def _peft_value(settings: PeftSettings, field: str) -> Any:
     value = getattr(settings, field)
-    value = settings.peft_values.get(field, {}).get(value, value)
+    if field in settings.peft_values:
+        value = settings.peft_values[field].get(value, value)
     return list(value) if isinstance(value, (list, tuple)) else value

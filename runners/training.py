@@ -527,9 +527,11 @@ def save_model(accelerator: Any, model: Any, tokenizer: Any, folder: Path) -> Pa
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         staging = staging_dir(folder.parent, f".{folder.name}.", STAGING_SUFFIX)
-        initial = getattr(unwrapped, INITIAL_ADAPTER, None)  # PiSSA/OLoRA: saved as the plain LoRA it amounts to
-        conversion = {"path_initial_model_for_weight_conversion": str(initial)} if initial else {}
-        unwrapped.save_pretrained(staging, state_dict=state, **conversion)
+        initial = getattr(unwrapped, INITIAL_ADAPTER, None)
+        if initial:  # PiSSA/OLoRA: saved as the plain LoRA it amounts to, from the whole model (adapters run under DDP)
+            unwrapped.save_pretrained(staging, path_initial_model_for_weight_conversion=str(initial))
+        else:
+            unwrapped.save_pretrained(staging, state_dict=state)
         if not hasattr(unwrapped, "peft_config"):
             tokenizer.save_pretrained(staging)
         shutil.rmtree(folder, ignore_errors=True)

@@ -31,8 +31,8 @@ def task_dir(tmp_path):
     return tmp_path
 
 
-def spec_for(strategy: str, model_dir, task_dir, extra: str = ""):
-    options = STRATEGY_OPTIONS[:-1] + (f", {extra}" if extra else "") + "}"
+def spec_for(strategy: str, model_dir, task_dir, extra: str = "", options: str | None = None):
+    options = options or STRATEGY_OPTIONS[:-1] + (f", {extra}" if extra else "") + "}"
     plan = parse_plan(f"""
 model: {model_dir}
 device: cpu
@@ -46,17 +46,22 @@ strategies:
     return spec
 
 
-@pytest.mark.parametrize("strategy, adapter", [("lora", True), ("qlora", True), ("ia3", True), ("prompt_tuning", True),
-                                               ("full_ft", False), ("cpt", False)])
-def test_runner_trains_saves_and_scores(strategy, adapter, tiny_model_dir, task_dir):
-    spec = spec_for(strategy, tiny_model_dir, task_dir)
+# strategy, saved as an adapter (else full weights), trains part of the weights
+TRAINING_RUNS = [("lora", True, True), ("qlora", True, True), ("ia3", True, True), ("prompt_tuning", True, True),
+                 ("prefix_tuning", True, True), ("p_tuning", True, True), ("llama_adapter", True, True),
+                 ("freeze", False, True), ("galore", False, False), ("full_ft", False, False), ("cpt", False, False)]
+
+
+@pytest.mark.parametrize("strategy, adapter, partial", TRAINING_RUNS)
+def test_runner_trains_saves_and_scores(strategy, adapter, partial, tiny_model_dir, task_dir):
+    spec = spec_for(strategy, tiny_model_dir, task_dir, extra="layers: 1" if strategy == "freeze" else "")
     result = get_runner(strategy)(spec)
     assert result.status.value == "ok" and result.strategy == strategy
     assert result.metrics["n"] == 4 and 0.0 <= result.metrics["accuracy"] <= 1.0
     cost = result.cost
     assert cost["train_steps"] == 2 and cost["train_time_s"] > 0 and cost["tokens_per_s"] > 0
     assert 0 < cost["trainable_params"] <= cost["total_params"]
-    assert (cost["trainable_params"] < cost["total_params"]) == adapter
+    assert (cost["trainable_params"] < cost["total_params"]) == partial
     assert cost["peak_memory_mb"] > 0 and cost["latency_p50_s"] > 0
     assert [step for step, _ in result.curves["train_loss"]] == [1, 2]
     model_dir = spec.run_dir / "model"
@@ -122,3 +127,27 @@ def test_the_prompt_trained_on_is_the_prompt_scored(prompt_format, tiny_model_di
     prompt, completion = training_pair(seen["tokenizer"], spec.task, example, ["negative", "positive"])
     assert prompt in seen["prompts"]
     assert (prompt.endswith("<|im_start|>assistant\n") if prompt_format == "chat" else prompt.endswith("Label:"))
+
+
+def test_feature_based_fits_a_classifier_on_frozen_features(tiny_model_dir, task_dir):
+    spec = spec_for("feature_based", tiny_model_dir, task_dir, options="{pooling: last, batch_size: 3}")
+    result = get_runner("feature_based")(spec)
+    metrics, cost = result.metrics, result.cost
+    assert result.status.value == "ok" and metrics["n"] == 4 and metrics["scoring"] == "features"
+    assert metrics["train_accuracy"] == 1.0  # four distinct reviews, 64 features: a fitted classifier separates them
+    assert len(metrics["accuracy_ci"]) == 2 and metrics["format_compliance"] is None
+    assert "not applicable" in metrics["format_compliance_note"]
+    assert cost["trainable_params"] == 64 + 1 and cost["train_time_s"] > 0 and cost["latency_p50_s"] > 0
+    saved = json.loads((spec.run_dir / "model" / "classifier.json").read_text())
+    assert saved["labels"] == ["negative", "positive"] and len(saved["coef"][0]) == 64
+    rows = [json.loads(line) for line in (task_dir / "results" / result.predictions_file).read_text().splitlines()]
+    assert [row["prediction"] for row in rows] == [row["prediction"] for row in rows if row["prediction"] in saved["labels"]]
+
+
+def test_feature_based_on_a_qa_task_is_a_plan_error(tmp_path):
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n")
+    plan = parse_plan("tasks: [{name: trivia, type: qa, eval: qa.jsonl, train: qa.jsonl}]\nstrategies: [feature_based]\n",
+                      base_dir=tmp_path, source="plan.yaml")
+    with pytest.raises(AdaptError, match="feature_based runs on classification tasks; task 'trivia' is qa") as caught:
+        plan.check_runnable("plan.yaml")
+    assert caught.value.field == "strategies.feature_based"
