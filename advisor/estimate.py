@@ -22,7 +22,7 @@ from pathlib import Path
 from base.errors import AdaptError
 from advisor.hardware import GIB, Device
 from base import registry
-from base.plan import (FreezeSettings, GaloreSettings, LlamaAdapterSettings, LoraSettings, PromptTuningSettings, PTuningSettings,
+from base.plan import (FeatureBasedSettings, FreezeSettings, GaloreSettings, LlamaAdapterSettings, LoraSettings, PromptTuningSettings, PTuningSettings,
                        QLoraSettings)
 
 # Fitted to the `fit:memory` rows of bench/data/published_training_peaks.csv (torchtune Llama-3.2-3B on an A100, the
@@ -437,8 +437,10 @@ def epoch_overhead_seconds(shape: ModelShape, setup: TrainSetup, workload: "Work
 
 
 def feature_seconds(shape: ModelShape, tokens: float, device: Device) -> float:
-    """feature_based: one forward pass (2N a token) over `tokens` at the device's throughput."""
-    return tokens * 2 * shape.compute_params / (device.tflops * 1e12 * gpu_mfu(device, 8 * 64))
+    """feature_based: one forward pass (2N a token) over `tokens` at the device's throughput, in batches of its settings'
+    batch_size rows (padded to the longest: max_length at most)."""
+    batch = _default(FeatureBasedSettings, "batch_size") * _default(FeatureBasedSettings, "max_length")
+    return tokens * 2 * shape.compute_params / (device.tflops * 1e12 * gpu_mfu(device, batch))
 
 
 def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> list[str]:
