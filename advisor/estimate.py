@@ -152,6 +152,8 @@ def _default(settings: type, field_name: str):
 
 # Kinds that train the base model's own weights (in their precision, moments and gradients alike), not added ones.
 WHOLE_WEIGHTS = ("full", "freeze", "galore")
+LORA_KINDS = ("lora", "qlora", "dpo")  # dpo trains a LoRA policy
+DPO_PASSES = 1.5  # DPO: the policy's forward + backward (4N a token) plus the reference model's forward (2N)
 # Kinds whose virtual tokens lengthen every row (prefix tuning puts its prefix in the keys and values instead).
 ROW_PREFIX = ("soft_prompt", "p_tuning")
 
@@ -245,7 +247,7 @@ def trainable_params(shape: ModelShape, setup: TrainSetup) -> int:
         return min(setup.adapter_layers, shape.layers) * (setup.adapter_len * shape.hidden + 1)
     if formula == "features":  # the logistic regression over one hidden state (two labels)
         return shape.hidden + 1
-    if formula in ("lora", "qlora"):
+    if formula in LORA_KINDS:
         dims = shape.linears()
         unknown = [t for t in setup.targets if t not in dims]
         if unknown:
@@ -320,7 +322,7 @@ def activation_bytes_per_token_layer(shape: ModelShape, setup: TrainSetup) -> fl
     """What autograd keeps per token in one decoder layer (SDPA attention: no seq x seq score matrix)."""
     h, q, kv, i, a = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate, setup.compute_bytes
     kept = a * (4 * h + 3 * q + 3 * kv + 4 * i) + 8 * h  # residuals, q/k/v (+RoPE copies), MLP, fp32 norm inputs
-    if kind(setup.strategy) in ("lora", "qlora") and setup.lora_dropout:  # dropout on each adapter's input keeps a copy
+    if kind(setup.strategy) in LORA_KINDS and setup.lora_dropout:  # dropout on each adapter's input keeps a copy
         kept += a * sum(shape.linears()[t][0] for t in setup.targets)
     if not whole_weights(setup.strategy) and kind(setup.strategy) != "ia3" and "down_proj" not in setup.targets:
         kept -= a * i  # a frozen down-projection needs no copy of its input for a weight gradient
@@ -421,7 +423,7 @@ def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: D
     if device.bandwidth_gbs:
         steps = tokens / per_step / max(setup.grad_accum, 1)
         seconds += steps * optimizer_step_bytes(shape, setup) / (device.bandwidth_gbs * 1e9)
-    return seconds * (QLORA_SLOWDOWN if kind(setup.strategy) == "qlora" else 1.0)
+    return seconds * {"qlora": QLORA_SLOWDOWN, "dpo": DPO_PASSES}.get(kind(setup.strategy), 1.0)
 
 
 CHECKPOINT_BYTES_PER_S = 400e6  # writing an epoch checkpoint (trainable weights + optimizer state) to local disk

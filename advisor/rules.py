@@ -14,8 +14,8 @@ from base import registry
 
 ZS, FS, RAG, LORA, QLORA, IA3, PT, FULL, CPT = (
     "zero_shot", "few_shot", "rag", "lora", "qlora", "ia3", "prompt_tuning", "full_ft", "cpt")
-FEATURES, PREFIX, PTUNE, LLAMA_ADAPTER, FREEZE, GALORE = (
-    "feature_based", "prefix_tuning", "p_tuning", "llama_adapter", "freeze", "galore")
+FEATURES, PREFIX, PTUNE, LLAMA_ADAPTER, FREEZE, GALORE, DPO = (
+    "feature_based", "prefix_tuning", "p_tuning", "llama_adapter", "freeze", "galore", "dpo")
 RAG_LORA, CPT_LORA = "rag+lora", "cpt+lora"
 OUT = "out"
 
@@ -61,6 +61,10 @@ def needs_labels() -> tuple[str, ...]:
 def classification_only() -> tuple[str, ...]:
     """Strategies that run on classification tasks alone (feature_based: a classifier over fixed labels)."""
     return tuple(s for s in strategies() if any(p.task_types == ("classification",) for p in _parts(s)))
+
+
+def needs_preferences() -> tuple[str, ...]:
+    return tuple(s for s in strategies() if any("preferences" in p.needs for p in _parts(s)))
 
 
 def needs_corpus() -> tuple[str, ...]:
@@ -181,6 +185,10 @@ RULES: tuple[Rule, ...] = (  # id, when, effect (+/- points or OUT), because
       "Tuning only the top blocks keeps most of full fine-tuning's gain at a fraction of its backward cost (Lee et al. 2019)."),
     R("full_rank_low_memory", lambda a: n(a) >= 50_000 and a.gpu not in (None, "none"), {GALORE: 3},
       "Full-parameter learning when AdamW states do not fit: GaLore keeps them in a low-rank gradient subspace (Zhao et al. 2024)."),
+    R("no_preference_pairs", lambda a: not a.preferences, lambda: out(*needs_preferences()),
+      "DPO learns from pairs of a preferred and a rejected answer, and there are none."),
+    R("preference_pairs", lambda a: bool(a.preferences), {DPO: 4},
+      "Preference pairs rather than labels: DPO tunes on them directly, with no reward model (Rafailov et al. 2023)."),
 )
 
 CONTRADICTIONS: tuple[tuple[Callable[[Answers], bool], str], ...] = (

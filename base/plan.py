@@ -19,6 +19,7 @@ from base.errors import AdaptError, several
 from base.io import hash_file
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+DATA_KEYS = ("eval", "train", "corpus", "preferences")  # a task's data files (paths relative to the plan)
 
 # How each task type is scored unless the task says otherwise: classification and multiple choice rank every
 # label/choice by its log-likelihood (lm-eval's convention: no parsing, no off-label answers); QA is scored on
@@ -58,6 +59,7 @@ class TaskSpec(_Strict):
     eval: PathField
     train: PathField | None = None
     corpus: PathField | None = None  # documents for RAG retrieval and continued pre-training
+    preferences: PathField | None = None  # {prompt, chosen, rejected} JSONL pairs for preference tuning (dpo)
     labels: list[str] | None = None  # classification label set; inferred from the data when omitted
     instruction: str | None = None  # one line telling the model what to do, used by every strategy
     # How predictions are scored: `rank` picks the label/choice with the highest log-likelihood; `generate`
@@ -181,6 +183,17 @@ class QLoraSettings(LoraSettings):
     strategy: Literal["qlora"] = "qlora"  # type: ignore[assignment]
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
+
+
+class DpoSettings(LoraSettings):
+    """Direct preference optimisation (Rafailov et al. 2023) with TRL's DPOTrainer on the task's preference pairs, LoRA
+    on the policy; the reference model is the base (the adapter switched off). `eval_fraction` of the pairs is held
+    out for reward accuracy; `packing` and `early_stop_patience` do not apply (TRL batches pairs itself)."""
+
+    strategy: Literal["dpo"] = "dpo"  # type: ignore[assignment]
+    learning_rate: float = Field(default=5e-5, gt=0)
+    beta: float = Field(default=0.1, gt=0)  # how far the policy may move from the reference (the KL penalty's weight)
+    batch_size: int = Field(default=4, ge=1)  # preference pairs per micro-batch (each pair is two sequences)
 
 
 class IA3Settings(PeftSettings):
@@ -418,7 +431,7 @@ class Plan(_Strict):
     def check_runnable(self, source: str = "plan") -> None:
         """Fail early, before loading any model, on pairs that cannot run: missing files, missing train/corpus."""
         for task in self.tasks:
-            for key in ("eval", "train", "corpus"):
+            for key in DATA_KEYS:
                 path = getattr(task, key)
                 if path is not None and not Path(path).exists():
                     bundled = Path(path).is_relative_to(paths.data_dir())
@@ -438,6 +451,10 @@ class Plan(_Strict):
                 raise AdaptError(f"{strategy.strategy} needs a train file but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.train",
                                  hint="add `train:` to the task or restrict the strategy with `tasks:`")
+            if "preferences" in needs and task.preferences is None:
+                raise AdaptError(f"{strategy.strategy} needs preference pairs but task {task.name!r} has none",
+                                 file=source, field=f"tasks.{task.name}.preferences",
+                                 hint="add `preferences:` (JSONL of {prompt, chosen, rejected}) or restrict the strategy with `tasks:`")
             if "corpus" in needs and task.corpus is None:
                 raise AdaptError(f"{strategy.strategy} needs a corpus but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.corpus",
@@ -554,7 +571,7 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
     base = base_dir or Path.cwd()
     for task in data["tasks"] if isinstance(data.get("tasks"), list) else []:
         if isinstance(task, dict):
-            for key in ("eval", "train", "corpus"):
+            for key in DATA_KEYS:
                 if task.get(key) is not None:
                     task[key] = _expand(task[key], base)
     if data.get("output_dir") is not None:
@@ -633,7 +650,7 @@ class RunSpec(_Strict):
             "seed": self.seed,
             "device": self.device,
             "dtype": self.dtype,
-            "task": self.task.model_dump(mode="json", exclude={"train", "eval", "corpus"}),
+            "task": self.task.model_dump(mode="json", exclude=set(DATA_KEYS)),
             "strategy": self.strategy.model_dump(mode="json", exclude={"tasks", "label"}),
             "data": self.data_hashes,
         }
@@ -674,7 +691,7 @@ def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
 
     specs = []
     for task, strategy in plan.runs():
-        hashes = {key: digest(getattr(task, key)) for key in ("train", "eval", "corpus")}
+        hashes = {key: digest(getattr(task, key)) for key in DATA_KEYS if key != "preferences" or task.preferences}
         spec = RunSpec(
             plan_name=plan.name, model=plan.model, seed=plan.seed, device=device, dtype=plan.dtype,
             task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost, launch=plan.launch,

@@ -14,14 +14,14 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-NEEDS = ("train", "corpus")  # train: labelled examples; corpus: documents
+NEEDS = ("train", "corpus", "preferences")  # train: labelled examples; corpus: documents; preferences: pairs (DPO)
 # Estimator formulas (advisor.estimate): prompting ones differ in the extra prompt tokens a query pays,
 # training ones in what is trained and how the base weights are held.
 # `features` is a forward pass over the train set plus a small classifier fitted outside the model: not a training run.
 ESTIMATES = ("prompt", "demos", "passages", "features", "lora", "qlora", "ia3", "soft_prompt", "prefix", "p_tuning",
-             "llama_adapter", "freeze", "galore", "full")
-TRAINING_ESTIMATES = ("lora", "qlora", "ia3", "soft_prompt", "prefix", "p_tuning", "llama_adapter", "freeze", "galore",
-                      "full")
+             "llama_adapter", "dpo", "freeze", "galore", "full")
+TRAINING_ESTIMATES = ("lora", "qlora", "ia3", "soft_prompt", "prefix", "p_tuning", "llama_adapter", "dpo", "freeze",
+                      "galore", "full")
 TASK_TYPES = ("classification", "qa", "multiple_choice")
 FALLBACK_COLOUR = "#17becf"
 

@@ -6,7 +6,7 @@ one entry here. The plan format, the advisor's rules and estimates, compare and 
 """
 from __future__ import annotations
 
-from base.plan import (CptSettings, FeatureBasedSettings, FewShotSettings, FreezeSettings, FullFTSettings, GaloreSettings,
+from base.plan import (CptSettings, DpoSettings, FeatureBasedSettings, FewShotSettings, FreezeSettings, FullFTSettings, GaloreSettings,
                        IA3Settings, LlamaAdapterSettings, LoraSettings, PrefixTuningSettings, PromptTuningSettings,
                        PTuningSettings, QLoraSettings, RagSettings, ZeroShotSettings)
 from base.registry import Strategy, register
@@ -52,6 +52,9 @@ register(
     Strategy("galore", GaloreSettings, "runners.galore:run",
              "every weight trained, with GaLore's low-rank gradient projection to shrink optimizer memory",
              needs=("train",), changes_weights=True, estimate="galore", prior=0, colour="#9467bd"),
+    Strategy("dpo", DpoSettings, "runners.dpo:run",
+             "preference tuning (DPO) with LoRA on pairs of a preferred and a rejected answer",
+             needs=("preferences",), changes_weights=True, estimate="dpo", prior=0, colour="#e377c2"),
     Strategy("full_ft", FullFTSettings, "runners.full_ft:run",
              "every weight of the model trained on your labelled examples",
              needs=("train",), changes_weights=True, estimate="full", prior=.5, colour="#0072b2"),

@@ -43,6 +43,7 @@ LEAVES = [
     ("ship_in_days", {"time_to_market": "days", "labelled_examples": 300}, "few_shot", {"time_to_market": "weeks"}, "lora"),
     ("noisy_labels", {"labelled_examples": 300, "label_quality": "low"}, "few_shot", {"label_quality": "high"}, "lora"),
     ("short_context", {"context_window": 1024}, "lora", {"context_window": 8192}, "few_shot"),
+    ("preference_pairs", {"preferences": "prefs.jsonl"}, "dpo", {"preferences": None}, "few_shot"),
     ("classify_cheaply", {"task_type": "classification", "budget_hours": 0.5}, "feature_based", {"budget_hours": None},
      "few_shot"),
 ]
@@ -60,7 +61,8 @@ def test_each_leaf_decides_the_top_recommendation(rule_id, answers, top, change,
 
 def test_every_rule_that_can_decide_the_top_has_a_leaf():
     undecisive = {"no_corpus", "small_corpus", "private_data", "high_forgetting_tolerance",  # only shift or rule out
-                  "not_classification", "deep_prompts", "gated_instruction_adapter", "last_layers", "full_rank_low_memory"}
+                  "not_classification", "deep_prompts", "gated_instruction_adapter", "last_layers", "full_rank_low_memory",
+                  "no_preference_pairs"}
     covered = {leaf[0] for leaf in LEAVES}
     assert {rule.id for rule in RULES} - covered == undecisive
 

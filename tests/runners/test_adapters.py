@@ -15,7 +15,7 @@ PEFT_ENTRIES = [entry.name for entry in registry.entries() if issubclass(entry.s
 
 
 def test_every_peft_strategy_is_mapped():
-    assert PEFT_ENTRIES == ["lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning", "llama_adapter"]
+    assert PEFT_ENTRIES == ["lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning", "llama_adapter", "dpo"]
 
 
 @pytest.mark.parametrize("strategy", PEFT_ENTRIES)

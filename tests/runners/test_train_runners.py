@@ -28,6 +28,9 @@ def task_dir(tmp_path):
     docs = ["the movie was great and the acting was wonderful", "water boils at one hundred degrees celsius at sea level",
             "photosynthesis converts light energy into chemical energy in plants"]
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs * 3))
+    other = {"positive": "negative", "negative": "positive"}
+    (tmp_path / "preferences.jsonl").write_text("".join(
+        json.dumps({"prompt": text, "chosen": label, "rejected": other[label]}) + "\n" for text, label in REVIEWS * 3))
     return tmp_path
 
 
@@ -38,7 +41,8 @@ model: {model_dir}
 device: cpu
 output_dir: {task_dir / 'results'}
 tasks:
-  - {{name: reviews, type: classification, train: train.jsonl, eval: eval.jsonl, corpus: corpus.jsonl}}
+  - {{name: reviews, type: classification, train: train.jsonl, eval: eval.jsonl, corpus: corpus.jsonl,
+     preferences: preferences.jsonl}}
 strategies:
   - {{strategy: {strategy}, {options[1:]}
 """, base_dir=task_dir)
@@ -151,3 +155,29 @@ def test_feature_based_on_a_qa_task_is_a_plan_error(tmp_path):
     with pytest.raises(AdaptError, match="feature_based runs on classification tasks; task 'trivia' is qa") as caught:
         plan.check_runnable("plan.yaml")
     assert caught.value.field == "strategies.feature_based"
+
+
+def test_dpo_tunes_a_lora_policy_on_preference_pairs(tiny_model_dir, task_dir):
+    from safetensors.torch import load_file
+
+    spec = spec_for("dpo", tiny_model_dir, task_dir, options="{max_steps: 3, batch_size: 2, max_length: 64, "
+                                                                 "learning_rate: 1.0e-2, eval_fraction: 0.25, max_new_tokens: 3}")
+    result = get_runner("dpo")(spec)
+    assert result.status.value == "ok", result.error
+    metrics, cost = result.metrics, result.cost
+    assert metrics["n"] == 4 and metrics["preference_pairs_held_out"] == 3 and metrics["preference_pairs_trained"] == 9
+    assert 0.0 <= metrics["reward_accuracy"] <= 1.0 and metrics["reward_margin"] != 0.0  # the policy left the reference
+    assert cost["train_steps"] == 3 and 0 < cost["trainable_params"] < cost["total_params"] / 5
+    assert [step for step, _ in result.curves["train_loss"]] == [1, 2, 3]
+    adapter = load_file(spec.run_dir / "model" / "adapter_model.safetensors")
+    assert any(name.endswith("lora_B.weight") and tensor.abs().sum() > 0 for name, tensor in adapter.items())  # B starts at 0
+    assert not (spec.run_dir / "model" / "training_args.bin").exists() and not (spec.run_dir / "trl").exists()
+
+
+def test_dpo_without_preferences_is_a_plan_error(tmp_path):
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"text": "good", "label": "positive"}) + "\n")
+    plan = parse_plan("tasks: [{name: reviews, type: classification, eval: eval.jsonl}]\nstrategies: [dpo]\n",
+                      base_dir=tmp_path, source="plan.yaml")
+    with pytest.raises(AdaptError, match="dpo needs preference pairs but task 'reviews' has none") as caught:
+        plan.check_runnable("plan.yaml")
+    assert caught.value.field == "tasks.reviews.preferences"
