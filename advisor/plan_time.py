@@ -16,7 +16,7 @@ from advisor import estimate as est
 from advisor.engine import DEFAULT_GPU
 from advisor.hardware import GPUS, Device, local_cpu
 from base import registry
-from base.data import load_corpus, load_examples
+from base.data import load_corpus, load_examples, load_preferences
 from base.plan import Plan, RunSpec
 
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary
@@ -63,6 +63,15 @@ def _examples_tokens(path: Path, limit: int | None) -> tuple[int, float, float]:
 
 
 @lru_cache(maxsize=8)
+def _preference_tokens(path: Path, limit: int | None) -> tuple[int, float, float]:
+    """(pairs, mean prompt tokens, mean answer tokens) of the first `limit` preference pairs."""
+    pairs = load_preferences(path, limit=limit)
+    prompt = sum(len(p.prompt) for p in pairs) / len(pairs) / CHARS_PER_TOKEN
+    answer = sum(len(p.chosen) + len(p.rejected) for p in pairs) / 2 / len(pairs) / CHARS_PER_TOKEN
+    return len(pairs), prompt, answer
+
+
+@lru_cache(maxsize=8)
 def _corpus_tokens(path: Path) -> float:
     return sum(len(d.text) for d in load_corpus(path)) / CHARS_PER_TOKEN
 
@@ -96,10 +105,12 @@ def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float
     if "corpus" in entry.needs:
         tokens = _corpus_tokens(spec.task.corpus) * settings.epochs
         row = settings.max_length
-    else:
-        count, prompt, target = _examples_tokens(spec.task.train, spec.task.train_limit)
+    else:  # a preference pair is two rows: the prompt with the chosen answer, the prompt with the rejected one
+        pairs = "preferences" in entry.needs
+        count, prompt, target = (_preference_tokens if pairs else _examples_tokens)(
+            spec.task.preferences if pairs else spec.task.train, spec.task.train_limit)
         row = min(prompt + target + template_tokens(spec), settings.max_length)
-        tokens = count * (1 - settings.eval_fraction) * settings.epochs * row
+        tokens = count * (2 if pairs else 1) * (1 - settings.eval_fraction) * settings.epochs * row
     step_examples = settings.batch_size * settings.grad_accum
     if settings.max_steps is not None:
         tokens = min(tokens, settings.max_steps * step_examples * row)

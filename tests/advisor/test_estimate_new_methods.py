@@ -52,5 +52,7 @@ def test_costs_order_the_methods_as_designed():
     assert freeze.train_hours < full.train_hours and freeze.peak_memory_gib < full.peak_memory_gib
     assert 0 < features.train_hours < lora.train_hours / 2  # one forward pass, no backward
     assert features.trainable_params == shape.hidden + 1
+    dpo = estimate("dpo")  # a LoRA policy, plus the reference model's forward on every pair
+    assert dpo.trainable_params == lora.trainable_params and dpo.train_hours > lora.train_hours
     for strategy in ("prefix_tuning", "p_tuning", "llama_adapter"):
         assert estimate(strategy).peak_memory_gib < full.peak_memory_gib and estimate(strategy).train_hours > 0

@@ -2,6 +2,8 @@
 through `adapt compare`: each gets a result with metrics, measured cost and a trainable count equal to peft's own."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -25,6 +27,7 @@ RUNS = {
     "freeze": (f"{{strategy: freeze, layers: 2, {STEPS}}}", None),
     "galore": (f"{{strategy: galore, rank: 64, {STEPS}}}", None),
     "full_ft": (f"{{strategy: full_ft, {STEPS}}}", None),
+    "dpo": (f"{{strategy: dpo, {STEPS}, batch_size: 2, eval_fraction: 0.25}}", LoraSettings()),
 }
 
 
@@ -35,6 +38,10 @@ def test_every_new_method_runs_on_the_embedded_model(tmp_path, real_model_path):
     from runners.models import load_model
 
     data = bundled_data_path("sst2")
+    other = {"positive": "negative", "negative": "positive"}  # SST-2 train rows as pairs, as the sst2_preferences bundle
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()[:16]]
+    (tmp_path / "preferences.jsonl").write_text("".join(
+        json.dumps({"prompt": r["text"], "chosen": r["label"], "rejected": other[r["label"]]}) + "\n" for r in rows))
     plan = tmp_path / "plan.yaml"
     strategies = "\n".join(f"  - {entry}" for entry, _ in RUNS.values())
     plan.write_text(f"""\
@@ -42,7 +49,7 @@ model: {real_model_path}
 output_dir: out
 tasks:
   - {{name: sst2, type: classification, train: {data}/train.jsonl, eval: {data}/eval.jsonl, labels: [negative, positive],
-     eval_limit: 12, train_limit: 40}}
+     preferences: preferences.jsonl, eval_limit: 12, train_limit: 40}}
 strategies:
 {strategies}
 forgetting:
@@ -73,4 +80,5 @@ forgetting:
     assert runs["galore"].cost["trainable_params"] == runs["full_ft"].cost["trainable_params"] == total
     assert runs["galore"].cost["peak_memory_mb"] < runs["full_ft"].cost["peak_memory_mb"]  # moments in rank 64
     assert runs["feature_based"].metrics["format_compliance"] is None
+    assert 0 <= runs["dpo"].metrics["reward_accuracy"] <= 1 and runs["dpo"].metrics["preference_pairs_held_out"] == 4
     assert runs["feature_based"].cost["trainable_params"] == model.config.hidden_size + 1
