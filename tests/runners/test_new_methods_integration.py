@@ -27,7 +27,8 @@ RUNS = {
     "freeze": (f"{{strategy: freeze, layers: 2, {STEPS}}}", None),
     "galore": (f"{{strategy: galore, rank: 64, {STEPS}}}", None),
     "full_ft": (f"{{strategy: full_ft, {STEPS}}}", None),
-    "dpo": (f"{{strategy: dpo, {STEPS}, batch_size: 2, eval_fraction: 0.25}}", LoraSettings()),
+    "dpo": ("{strategy: dpo, max_steps: 3, batch_size: 2, max_length: 96, max_new_tokens: 4, eval_fraction: 0.25}",
+            LoraSettings()),
 }
 
 
