@@ -91,8 +91,9 @@ def run(spec: RunSpec) -> RunResult:
     with common.PeakMemory(spec.device) as peak:
         fit_start = time.perf_counter()
         with bar(f"{spec.task.name} · {settings.name}: features", len(train_texts)) as advance:
-            classifier = fit_classifier(features(model, tokenizer, train_texts, settings, advance),
-                                        [e.target for e in data.train], settings, spec.seed)
+            train_features = features(model, tokenizer, train_texts, settings, advance)
+        targets = [e.target for e in data.train]
+        classifier = fit_classifier(train_features, targets, settings, spec.seed)
         fit_seconds = time.perf_counter() - fit_start
         with bar(f"{spec.task.name} · {settings.name}: scoring", len(eval_texts)) as advance:
             eval_features = features(model, tokenizer, eval_texts, settings, advance)
@@ -102,8 +103,7 @@ def run(spec: RunSpec) -> RunResult:
     metrics = classification_metrics(predicted, [e.target for e in data.eval], data.labels or classes, spec.seed)
     del metrics["unparsed_rate"]  # a classifier always answers with a label
     metrics.update(scoring="features", format_compliance=None, format_compliance_note=NOT_GENERATED,
-                   train_accuracy=float(classifier.score(features(model, tokenizer, train_texts[:200], settings),
-                                                         [e.target for e in data.train[:200]])))
+                   train_accuracy=float(classifier.score(train_features, targets)))
     latencies = time_each(lambda text: classifier.predict(features(model, tokenizer, [text], settings)), eval_texts)
     predictions = [{"id": e.id, "input": e.prompt, "prediction": p, "target": e.target, "correct": p == e.target,
                     "scores": [round(float(s), 4) for s in row]}
