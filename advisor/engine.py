@@ -229,7 +229,7 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
         return {"strategy": strategy}
     settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers),
                       "batch_size": PLAN_BATCH}
-    if entry.estimate in ("lora", "qlora"):
+    if entry.estimate in est.LORA_KINDS:
         rank = LoraSettings.model_fields["r"].default * (2 if n_examples >= 2000 else 1)
         settings.update(r=rank, alpha=2 * rank)
     if "corpus" in entry.needs:  # continued pre-training: one pass over the corpus, longer rows
@@ -285,6 +285,8 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
         task["train"] = from_plan_dir(answers.train or "data/train.jsonl", plan_dir)
         if answers.train is None:
             warnings.append("No train file given: the plan points at data/train.jsonl — edit it.")
+    if "preferences" in needs and answers.preferences:
+        task["preferences"] = from_plan_dir(answers.preferences, plan_dir)
     if "corpus" in needs:
         task["corpus"] = from_plan_dir(answers.corpus or "data/corpus.jsonl", plan_dir)
         if answers.corpus is None:

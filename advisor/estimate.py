@@ -6,7 +6,7 @@ Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient chec
 the MFU of the GPU's class falling off for small micro-batches, plus the optimizer step's memory traffic.
 Queries pay for their extra prompt tokens (few-shot demos, retrieved passages); adapters pay none.
 Pure arithmetic, no torch: `adapt advise` runs it before anything is downloaded. Which formula sizes a strategy
-is its registry entry's `estimate` kind (prompt, demos, passages, lora, qlora, ia3, soft_prompt, full), so a
+is its registry entry's `estimate` kind (base.registry.ESTIMATES), so a
 newly registered strategy is estimated like its kind; defaults (LoRA rank and targets, virtual tokens,
 double quantisation) are read from the settings classes rather than repeated here.
 
@@ -22,7 +22,8 @@ from pathlib import Path
 from base.errors import AdaptError
 from advisor.hardware import GIB, Device
 from base import registry
-from base.plan import LoraSettings, PromptTuningSettings, QLoraSettings
+from base.plan import (FeatureBasedSettings, FreezeSettings, GaloreSettings, LlamaAdapterSettings, LoraSettings, PromptTuningSettings, PTuningSettings,
+                       QLoraSettings)
 
 # Fitted to the `fit:memory` rows of bench/data/published_training_peaks.csv (torchtune Llama-3.2-3B on an A100, the
 # rows where only that setting changes); bench/estimate_vs_published.py --fit re-derives them.
@@ -149,6 +150,18 @@ def _default(settings: type, field_name: str):
     return settings.model_fields[field_name].default
 
 
+# Kinds that train the base model's own weights (in their precision, moments and gradients alike), not added ones.
+WHOLE_WEIGHTS = ("full", "freeze", "galore")
+LORA_KINDS = ("lora", "qlora", "dpo")  # dpo trains a LoRA policy
+DPO_PASSES = 1.5  # DPO: the policy's forward + backward (4N a token) plus the reference model's forward (2N)
+# Kinds whose virtual tokens lengthen every row (prefix tuning puts its prefix in the keys and values instead).
+ROW_PREFIX = ("soft_prompt", "p_tuning")
+
+
+def whole_weights(strategy: str) -> bool:
+    return kind(strategy) in WHOLE_WEIGHTS
+
+
 # --- memory ----------------------------------------------------------------------------------------------
 
 
@@ -166,6 +179,11 @@ class TrainSetup:
     r: int = _default(LoraSettings, "r")
     targets: tuple[str, ...] = tuple(_default(LoraSettings, "target_modules"))
     num_virtual_tokens: int = _default(PromptTuningSettings, "num_virtual_tokens")
+    encoder_hidden: int = _default(PTuningSettings, "encoder_hidden_size")
+    adapter_len: int = _default(LlamaAdapterSettings, "adapter_len")
+    adapter_layers: int = _default(LlamaAdapterSettings, "adapter_layers")
+    freeze_layers: int = _default(FreezeSettings, "layers")
+    galore_rank: int = _default(GaloreSettings, "rank")
     double_quant: bool = _default(QLoraSettings, "double_quant")
     host: bool = False  # training on a CPU host (peak is RSS) rather than a GPU
     lora_dropout: bool = True  # a dropout on each adapter input keeps a copy of it (adaptlab's default 0.05)
@@ -213,10 +231,23 @@ class Memory:
 
 
 def trainable_params(shape: ModelShape, setup: TrainSetup) -> int:
+    """What each method trains, as peft counts it (tests/advisor/test_estimate_new_methods.py checks against peft)."""
     formula = kind(setup.strategy)
-    if formula == "full":
+    if formula in ("full", "galore"):
         return shape.params
-    if formula in ("lora", "qlora"):
+    if formula == "freeze":  # the last blocks (linears + 2 norms), the final norm and the head (shared when tied)
+        return (min(setup.freeze_layers, shape.layers) * (shape.layer_linear_params + 2 * shape.hidden) + shape.hidden
+                + shape.vocab * shape.hidden)
+    if formula == "prefix":  # a key and a value prefix per layer
+        return setup.num_virtual_tokens * shape.layers * 2 * shape.kv_dim
+    if formula == "p_tuning":  # virtual-token embeddings + peft's prompt encoder MLP (hidden -> e -> e -> hidden)
+        h, e = shape.hidden, setup.encoder_hidden
+        return setup.num_virtual_tokens * h + (h * e + e) + (e * e + e) + (e * h + h)
+    if formula == "llama_adapter":  # adaption prompts + one gate per adapted layer
+        return min(setup.adapter_layers, shape.layers) * (setup.adapter_len * shape.hidden + 1)
+    if formula == "features":  # the logistic regression over one hidden state (two labels)
+        return shape.hidden + 1
+    if formula in LORA_KINDS:
         dims = shape.linears()
         unknown = [t for t in setup.targets if t not in dims]
         if unknown:
@@ -246,8 +277,10 @@ def optimizer_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     Paged 8-bit moments live in CUDA unified memory, paged to host RAM under pressure: not on the device's count.
     Adapters keep their moments in their own precision (fp32 in PEFT: 8 bytes each)."""
     n = trainable_params(shape, setup)
-    if kind(setup.strategy) != "full":
+    if not whole_weights(setup.strategy):
         return n * 2 * _adapter_bytes(setup)
+    if kind(setup.strategy) == "galore":
+        n = galore_state_params(shape, setup)
     if setup.optimizer not in MOMENT_BYTES:
         raise AdaptError(f"unknown optimizer {setup.optimizer!r}", field="optimizer", hint=f"choose from {list(MOMENT_BYTES)}")
     moment = MOMENT_BYTES[setup.optimizer]
@@ -257,6 +290,14 @@ def optimizer_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     return n * (moment + master)
 
 
+def galore_state_params(shape: ModelShape, setup: TrainSetup) -> int:
+    """Parameters' worth of AdamW state under GaLore: each block matrix keeps its moments in rank r along its smaller side
+    (r x larger side) plus the projection (smaller side x r); embeddings, head and norms keep full moments."""
+    projected = sum(setup.galore_rank * max(a, b) + min(a, b) * setup.galore_rank if min(a, b) > setup.galore_rank else a * b
+                    for a, b in shape.linears().values())
+    return shape.layers * projected + shape.params - shape.layers * shape.layer_linear_params
+
+
 def _adapter_bytes(setup: TrainSetup) -> int:
     return 4 if setup.adapter_precision == "fp32" else 2
 
@@ -264,7 +305,7 @@ def _adapter_bytes(setup: TrainSetup) -> int:
 def gradient_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     """The full gradient set, or only the largest tensor's when each parameter steps as its gradient arrives."""
     n = trainable_params(shape, setup)
-    if kind(setup.strategy) != "full":
+    if not whole_weights(setup.strategy):
         return n * 2 * _adapter_bytes(setup)  # adapter gradients + the adapter weights (not counted in the base)
     grad = 4 if setup.precision in ("fp32", "mixed") else 2
     if setup.optimizer_in_backward:
@@ -281,16 +322,16 @@ def activation_bytes_per_token_layer(shape: ModelShape, setup: TrainSetup) -> fl
     """What autograd keeps per token in one decoder layer (SDPA attention: no seq x seq score matrix)."""
     h, q, kv, i, a = shape.hidden, shape.q_dim, shape.kv_dim, shape.intermediate, setup.compute_bytes
     kept = a * (4 * h + 3 * q + 3 * kv + 4 * i) + 8 * h  # residuals, q/k/v (+RoPE copies), MLP, fp32 norm inputs
-    if kind(setup.strategy) in ("lora", "qlora") and setup.lora_dropout:  # dropout on each adapter's input keeps a copy
+    if kind(setup.strategy) in LORA_KINDS and setup.lora_dropout:  # dropout on each adapter's input keeps a copy
         kept += a * sum(shape.linears()[t][0] for t in setup.targets)
-    if kind(setup.strategy) != "full" and kind(setup.strategy) != "ia3" and "down_proj" not in setup.targets:
+    if not whole_weights(setup.strategy) and kind(setup.strategy) != "ia3" and "down_proj" not in setup.targets:
         kept -= a * i  # a frozen down-projection needs no copy of its input for a weight gradient
     return kept * (COMPILE_ACTIVATION_FACTOR if setup.compile else 1.0)
 
 
 def tokens_per_batch(setup: TrainSetup) -> int:
     """Tokens in one micro-batch of full rows; prompt tuning prefixes every row with its virtual tokens."""
-    extra = setup.num_virtual_tokens if kind(setup.strategy) == "soft_prompt" else 0
+    extra = setup.num_virtual_tokens if kind(setup.strategy) in ROW_PREFIX else 0
     return setup.batch * (setup.seq_len + extra)
 
 
@@ -300,12 +341,12 @@ def training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
     if setup.grad_checkpointing:  # layer inputs (unless offloaded to host RAM), and one layer recomputed at a time
         kept = 0 if setup.activation_offloading else shape.layers * shape.hidden * setup.compute_bytes
         activations = tokens * (kept + per_layer)
-    else:
-        activations = tokens * shape.layers * per_layer
+    else:  # freeze: the frozen blocks below get no gradient, so autograd keeps nothing for them
+        activations = tokens * backward_layers(shape, setup) * per_layer
     logit_bytes = LOGIT_BYTES_HOST if setup.host else LOGIT_BYTES_CHUNKED if setup.loss == "chunked" else LOGIT_BYTES
     if setup.host and kind(setup.strategy) == "qlora":  # bitsandbytes on CPU: each layer's weights dequantized for its matmuls
         activations += shape.layers * shape.layer_linear_params * setup.compute_bytes
-    adapters = kind(setup.strategy) != "full"
+    adapters = not whole_weights(setup.strategy)
     return Memory(weights=weight_bytes(shape, setup), training_state=optimizer_state_bytes(shape, setup),
                   activations=activations, logits=tokens * shape.vocab * logit_bytes, host=setup.host,
                   gradients=gradient_bytes(shape, setup), gradients_with_activations=adapters or setup.grad_accum > 1,
@@ -326,11 +367,21 @@ def inference_memory(shape: ModelShape, precision: str = "bf16", seq_len: int = 
 # --- time and money --------------------------------------------------------------------------------------
 
 
-def train_flops_per_token(shape: ModelShape, strategy: str, seq_len: int, grad_checkpointing: bool) -> float:
-    """6N for full training (forward 2N, backward 4N); a frozen base skips weight gradients: 4N. +2N to recompute."""
+def backward_layers(shape: ModelShape, setup: TrainSetup) -> int:
+    """Decoder layers the backward pass goes through: the trained tail for freeze, every layer otherwise."""
+    return min(setup.freeze_layers, shape.layers) if kind(setup.strategy) == "freeze" else shape.layers
+
+
+def train_flops_per_token(shape: ModelShape, strategy: str, seq_len: int, grad_checkpointing: bool,
+                          freeze_layers: int = _default(FreezeSettings, "layers")) -> float:
+    """6N for full training (forward 2N, backward 4N); a frozen base skips weight gradients: 4N. +2N to recompute.
+    freeze: the forward over everything, the backward (4 per weight) over the head and the trained blocks only."""
     n = shape.compute_params
     attention = 6 * shape.layers * shape.q_dim * seq_len  # causal score and value matmuls, fwd + bwd
-    passes = 6 if kind(strategy) == "full" else 4
+    if kind(strategy) == "freeze":
+        tail = min(freeze_layers, shape.layers) * shape.layer_linear_params + shape.vocab * shape.hidden
+        return 2 * n + 4 * tail + attention * min(freeze_layers, shape.layers) / shape.layers
+    passes = 6 if whole_weights(strategy) else 4
     if grad_checkpointing:
         passes += 2
     return passes * n + attention
@@ -354,7 +405,7 @@ OPTIMIZER_ACCESSES = 23  # tensor reads + writes per parameter of a foreach Adam
 def optimizer_step_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     """Memory traffic of one optimizer step (memory-bound: it reads and writes every trainable parameter's state)."""
     n = trainable_params(shape, setup)
-    if kind(setup.strategy) != "full":
+    if not whole_weights(setup.strategy):
         return n * OPTIMIZER_ACCESSES * _adapter_bytes(setup)
     return n * OPTIMIZER_ACCESSES * (4 if setup.precision in ("fp32", "mixed") else 2)
 
@@ -364,14 +415,15 @@ def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: D
     """Compute at the device's MFU for this micro-batch, plus one optimizer step per `tokens_per_step` x accumulation.
     `tokens_per_step` defaults to full rows (packing): batch x sequence length."""
     per_step = tokens_per_step or tokens_per_batch(setup)
-    flops = tokens * train_flops_per_token(shape, setup.strategy, setup.seq_len, setup.grad_checkpointing)
-    if kind(setup.strategy) == "soft_prompt":  # every row also carries the virtual tokens through the whole model
+    flops = tokens * train_flops_per_token(shape, setup.strategy, setup.seq_len, setup.grad_checkpointing,
+                                           setup.freeze_layers)
+    if kind(setup.strategy) in ROW_PREFIX:  # every row also carries the virtual tokens through the whole model
         flops *= (setup.seq_len + setup.num_virtual_tokens) / setup.seq_len
     seconds = flops / (device.tflops * 1e12 * gpu_mfu(device, per_step))
     if device.bandwidth_gbs:
         steps = tokens / per_step / max(setup.grad_accum, 1)
         seconds += steps * optimizer_step_bytes(shape, setup) / (device.bandwidth_gbs * 1e9)
-    return seconds * (QLORA_SLOWDOWN if kind(setup.strategy) == "qlora" else 1.0)
+    return seconds * {"qlora": QLORA_SLOWDOWN, "dpo": DPO_PASSES}.get(kind(setup.strategy), 1.0)
 
 
 CHECKPOINT_BYTES_PER_S = 400e6  # writing an epoch checkpoint (trainable weights + optimizer state) to local disk
@@ -384,6 +436,13 @@ def epoch_overhead_seconds(shape: ModelShape, setup: TrainSetup, workload: "Work
     eval_seconds = eval_flops / (device.tflops * 1e12 * gpu_mfu(device, tokens_per_batch(setup)))
     checkpoint = trainable_params(shape, setup) * 12 * max(1.0, workload.epochs) / CHECKPOINT_BYTES_PER_S
     return eval_seconds + checkpoint
+
+
+def feature_seconds(shape: ModelShape, tokens: float, device: Device) -> float:
+    """feature_based: one forward pass (2N a token) over `tokens` at the device's throughput, in batches of its settings'
+    batch_size rows (padded to the longest: max_length at most)."""
+    batch = _default(FeatureBasedSettings, "batch_size") * _default(FeatureBasedSettings, "max_length")
+    return tokens * 2 * shape.compute_params / (device.tflops * 1e12 * gpu_mfu(device, batch))
 
 
 def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> list[str]:
@@ -484,6 +543,9 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
             if part != "cpt":
                 seconds += epoch_overhead_seconds(shape, part_setup, workload, device)
             trainable = max(trainable, trainable_params(shape, part_setup))
+        elif kind(part) == "features":  # one forward pass over the train set; the classifier's fit is negligible
+            seconds += feature_seconds(shape, workload.train_tokens / max(workload.epochs, 1e-9), device)
+            trainable = trainable_params(shape, part_setup)
     peak = peak_memory(strategy, shape, setup, workload)
     on_gpu = peak_memory(strategy, shape, replace(setup, precision="bf16", host=False), workload)
     fits = fits_on(on_gpu, [d for d in candidates if d.is_gpu]) + fits_on(peak, [d for d in candidates if not d.is_gpu])

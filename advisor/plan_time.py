@@ -16,7 +16,7 @@ from advisor import estimate as est
 from advisor.engine import DEFAULT_GPU
 from advisor.hardware import GPUS, Device, local_cpu
 from base import registry
-from base.data import load_corpus, load_examples
+from base.data import load_corpus, load_examples, load_preferences
 from base.plan import Plan, RunSpec
 
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary
@@ -63,6 +63,15 @@ def _examples_tokens(path: Path, limit: int | None) -> tuple[int, float, float]:
 
 
 @lru_cache(maxsize=8)
+def _preference_tokens(path: Path, limit: int | None) -> tuple[int, float, float]:
+    """(pairs, mean prompt tokens, mean answer tokens) of the first `limit` preference pairs."""
+    pairs = load_preferences(path, limit=limit)
+    prompt = sum(len(p.prompt) for p in pairs) / len(pairs) / CHARS_PER_TOKEN
+    answer = sum(len(p.chosen) + len(p.rejected) for p in pairs) / 2 / len(pairs) / CHARS_PER_TOKEN
+    return len(pairs), prompt, answer
+
+
+@lru_cache(maxsize=8)
 def _corpus_tokens(path: Path) -> float:
     return sum(len(d.text) for d in load_corpus(path)) / CHARS_PER_TOKEN
 
@@ -76,21 +85,32 @@ def template_tokens(spec: RunSpec) -> int:
     return est.PROMPT_TEMPLATE_TOKENS if spec.task.prompt_format == "chat" else PLAIN_TEMPLATE_TOKENS
 
 
+# est.TrainSetup field <- the settings field that sizes it, where a strategy's settings have one
+SETUP_FIELDS = {"r": "r", "num_virtual_tokens": "num_virtual_tokens", "encoder_hidden": "encoder_hidden_size",
+                "adapter_len": "adapter_len", "adapter_layers": "adapter_layers", "freeze_layers": "layers",
+                "galore_rank": "rank"}
+
+
 def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float:
     settings, entry = spec.strategy, registry.get(spec.strategy.strategy)
+    if entry.estimate == "features":  # one forward pass over the train inputs
+        count, prompt, _ = _examples_tokens(spec.task.train, spec.task.train_limit)
+        return est.feature_seconds(shape, count * prompt, device)
     if not entry.trains:
         return 0.0
+    sized = {key: getattr(settings, field) for key, field in SETUP_FIELDS.items() if hasattr(settings, field)}
     setup = est.TrainSetup(strategy=spec.strategy.strategy, seq_len=settings.max_length, batch=settings.batch_size,
                            grad_checkpointing=settings.grad_checkpointing, grad_accum=settings.grad_accum,
-                           precision="bf16" if device.is_gpu else "fp32", host=not device.is_gpu,
-                           r=getattr(settings, "r", est.TrainSetup.r))
+                           precision="bf16" if device.is_gpu else "fp32", host=not device.is_gpu, **sized)
     if "corpus" in entry.needs:
         tokens = _corpus_tokens(spec.task.corpus) * settings.epochs
         row = settings.max_length
-    else:
-        count, prompt, target = _examples_tokens(spec.task.train, spec.task.train_limit)
+    else:  # a preference pair is two rows: the prompt with the chosen answer, the prompt with the rejected one
+        pairs = "preferences" in entry.needs
+        count, prompt, target = (_preference_tokens if pairs else _examples_tokens)(
+            spec.task.preferences if pairs else spec.task.train, spec.task.train_limit)
         row = min(prompt + target + template_tokens(spec), settings.max_length)
-        tokens = count * (1 - settings.eval_fraction) * settings.epochs * row
+        tokens = count * (2 if pairs else 1) * (1 - settings.eval_fraction) * settings.epochs * row
     step_examples = settings.batch_size * settings.grad_accum
     if settings.max_steps is not None:
         tokens = min(tokens, settings.max_steps * step_examples * row)

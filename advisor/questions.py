@@ -37,6 +37,7 @@ class Answers:
     has_corpus: bool | None = None
     corpus_tokens: int | None = None
     corpus: str | None = None
+    preferences: str | None = None  # preference pairs (DPO)
     private_data: bool | None = None
     # base model
     model: str = "smollm2-135m-instruct"
@@ -111,6 +112,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("has_corpus", "Do you have a corpus of unlabelled documents about the domain?", "bool", "Manuals, wiki pages, tickets: raw text for retrieval or continued pre-training."),
     Question("corpus_tokens", "Corpus size in tokens?", "int", "Roughly words x 1.3. Accepts 50M, 2B.", ask_if=lambda a: a.corpus_available is True),
     Question("corpus", "Path to the corpus (folder of .txt/.md or JSONL)", "text", "Goes into the plan for RAG and CPT.", ask_if=lambda a: a.corpus_available is True),
+    Question("preferences", "Path to preference pairs, if you have them (JSONL of prompt, chosen, rejected)", "text", "A better and a worse answer to the same prompt, e.g. from user feedback: what DPO learns from. Leave empty if none."),
     Question("private_data", "Must the data stay on your premises?", "bool", "Privacy, regulation or contracts forbid sending it to an outside service."),
     Question("model", "Base model (name, hub id or local folder)", "text", "Known shapes: smollm2-135m-instruct, gemma-3-270m, Qwen2.5-0.5B/1.5B/7B, Llama-3.2-1B/3B, Llama-3.1-8B, Mistral-7B.", section="Base model"),
     Question("zero_shot_accuracy", "Measured or guessed zero-shot accuracy of the base model (0-1)?", "fraction", "Below ~0.5, fine-tuning usually needs hundreds of examples."),

@@ -14,6 +14,8 @@ from base import registry
 
 ZS, FS, RAG, LORA, QLORA, IA3, PT, FULL, CPT = (
     "zero_shot", "few_shot", "rag", "lora", "qlora", "ia3", "prompt_tuning", "full_ft", "cpt")
+FEATURES, PREFIX, PTUNE, LLAMA_ADAPTER, FREEZE, GALORE, DPO = (
+    "feature_based", "prefix_tuning", "p_tuning", "llama_adapter", "freeze", "galore", "dpo")
 RAG_LORA, CPT_LORA = "rag+lora", "cpt+lora"
 OUT = "out"
 
@@ -49,6 +51,20 @@ def _parts(strategy: str) -> list[registry.Strategy]:
 def supervised() -> tuple[str, ...]:
     """Strategies that train weights on labelled examples (alone or as part of a combination)."""
     return tuple(s for s in strategies() if any(p.changes_weights and "train" in p.needs for p in _parts(s)))
+
+
+def needs_labels() -> tuple[str, ...]:
+    """Strategies that read labelled examples (train on them, show them or fit a classifier to them)."""
+    return tuple(s for s in strategies() if any("train" in p.needs for p in _parts(s)))
+
+
+def classification_only() -> tuple[str, ...]:
+    """Strategies that run on classification tasks alone (feature_based: a classifier over fixed labels)."""
+    return tuple(s for s in strategies() if any(p.task_types == ("classification",) for p in _parts(s)))
+
+
+def needs_preferences() -> tuple[str, ...]:
+    return tuple(s for s in strategies() if any("preferences" in p.needs for p in _parts(s)))
 
 
 def needs_corpus() -> tuple[str, ...]:
@@ -99,12 +115,17 @@ def no_corpus(a: Answers) -> bool:
     return a.corpus_available is False
 
 
+def cheap(a: Answers) -> bool:
+    """No GPU, or a budget under $20 / an hour."""
+    return a.cpu_only or below(a.budget_usd, 20) or below(a.budget_hours, 1)
+
+
 R = Rule
 RULES: tuple[Rule, ...] = (  # id, when, effect (+/- points or OUT), because
-    R("no_labels", lambda a: n(a) == 0, lambda: {FS: OUT, ZS: 1, **out(*supervised())},
+    R("no_labels", lambda a: n(a) == 0, lambda: {ZS: 1, **out(*needs_labels())},
       "Without labelled examples there is nothing to show in a prompt or to train on."),
     R("no_corpus", no_corpus, lambda: out(*needs_corpus()), "RAG and continued pre-training need a document corpus, and there is none."),
-    R("few_labels", lambda a: 0 < n(a) < 100, {FS: 3, LORA: -1, QLORA: -1, IA3: -1, FULL: -3},
+    R("few_labels", lambda a: 0 < n(a) < 100, {FS: 3, LORA: -1, QLORA: -1, IA3: -1, FULL: -3, PREFIX: -1, PTUNE: -1, GALORE: -3},
       "Under ~100 examples, demonstrations in the prompt usually match training, at no training cost."),
     R("hundreds_of_labels", lambda a: 100 <= n(a) < 1000, {LORA: 2, QLORA: 1.5, IA3: 1, PT: .5, FS: 1, CPT_LORA: 1},
       "Hundreds of examples are enough for a small adapter to learn the task."),
@@ -133,14 +154,14 @@ RULES: tuple[Rule, ...] = (  # id, when, effect (+/- points or OUT), because
       "Under ~1M tokens, continued pre-training has too little text to move the model."),
     R("private_data", lambda a: bool(a.private_data), {RAG: 1, FULL: -1, CPT: -1},
       "Private text in an index can be deleted on request; trained into weights it cannot."),
-    R("cpu_only", lambda a: a.cpu_only, {FULL: -2, CPT: -3, CPT_LORA: -3, QLORA: -1},
+    R("cpu_only", lambda a: a.cpu_only, {FULL: -2, CPT: -3, CPT_LORA: -3, QLORA: -1, GALORE: -3},
       "Without a GPU, whole-model training is slow and 4-bit quantisation only costs speed: small adapters or prompts fit."),
     R("tight_latency", lambda a: below(a.latency_ms, 501), {FS: -2, RAG: -2, RAG_LORA: -1, LORA: 1, QLORA: .5},
       "Demos and passages lengthen every prompt; adapters add no prompt tokens."),
     R("high_volume", lambda a: (a.queries_per_day or 0) >= 100_000, {FS: -2, RAG: -1, LORA: 1.5, QLORA: 1, IA3: .5},
       "At 100k+ queries a day, extra prompt tokens cost more than training once."),
     R("low_forgetting_tolerance", lambda a: a.forgetting_tolerance == "low",
-      {FULL: -3, CPT: -4, CPT_LORA: -3, LORA: -.5, FS: 1, RAG: 1, ZS: .5},
+      {FULL: -3, CPT: -4, CPT_LORA: -3, GALORE: -3, FREEZE: -1.5, LORA: -.5, FS: 1, RAG: 1, ZS: .5},
       "Full fine-tuning and CPT overwrite general abilities; adapters and prompts leave the base model intact."),
     R("high_forgetting_tolerance", lambda a: a.forgetting_tolerance == "high", {FULL: 1},
       "Only this task matters, so full fine-tuning may trade away general ability."),
@@ -152,6 +173,22 @@ RULES: tuple[Rule, ...] = (  # id, when, effect (+/- points or OUT), because
       "Tuning memorises label noise; a few hand-picked demos avoid it."),
     R("short_context", lambda a: below(a.context_window, 2048), {FS: -2, RAG: -2, RAG_LORA: -1},
       "A short context window leaves little room for demos or passages."),
+    R("not_classification", lambda a: a.task_type not in (None, "classification"), lambda: out(*classification_only()),
+      "A feature-based classifier picks one of a fixed set of labels: it cannot answer questions or choices."),
+    R("classify_cheaply", lambda a: a.task_type == "classification" and cheap(a), {FEATURES: 3.5},
+      "Classifying on a tight budget: frozen hidden states + logistic regression is a cheap strong baseline (Peters et al. 2019)."),
+    R("deep_prompts", lambda a: n(a) >= 1000, {PREFIX: 1.5, PTUNE: 1},
+      "With thousands of examples, deep prompts in every layer match fine-tuning on NLU tasks (P-tuning v2, Liu et al. 2022)."),
+    R("gated_instruction_adapter", lambda a: behaviour(a) and n(a) >= 100, {LLAMA_ADAPTER: 1.5},
+      "LLaMA-Adapter's zero-init gates teach instruction following with ~1M weights, starting from the base (Zhang et al. 2023)."),
+    R("last_layers", lambda a: n(a) >= 1000 and cheap(a), {FREEZE: 2},
+      "Tuning only the top blocks keeps most of full fine-tuning's gain at a fraction of its backward cost (Lee et al. 2019)."),
+    R("full_rank_low_memory", lambda a: n(a) >= 50_000 and a.gpu not in (None, "none"), {GALORE: 3},
+      "Full-parameter learning when AdamW states do not fit: GaLore keeps them in a low-rank gradient subspace (Zhao et al. 2024)."),
+    R("no_preference_pairs", lambda a: not a.preferences, lambda: out(*needs_preferences()),
+      "DPO learns from pairs of a preferred and a rejected answer, and there are none."),
+    R("preference_pairs", lambda a: bool(a.preferences), {DPO: 4},
+      "Preference pairs rather than labels: DPO tunes on them directly, with no reward model (Rafailov et al. 2023)."),
 )
 
 CONTRADICTIONS: tuple[tuple[Callable[[Answers], bool], str], ...] = (

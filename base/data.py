@@ -52,11 +52,11 @@ class Document:
     source: str = ""
 
 
-FORMATS = ("alpaca", "chat", "qa", "classification", "mc", "corpus")
+FORMATS = ("alpaca", "chat", "qa", "classification", "mc", "corpus", "preferences")
 ACCEPTED_FORMATS = (
     "alpaca {instruction, input?, output}; chat {messages} or sharegpt {conversations}; qa {question, answer}; "
     "classification {text, label} (JSONL or CSV); mc {question, choices, answer}; "
-    "corpus (folder of .txt/.md, or JSONL of {text})"
+    "corpus (folder of .txt/.md, or JSONL of {text}); preferences {prompt, chosen, rejected} (DPO)"
 )
 REQUIRED_FIELDS = {
     "alpaca": ("instruction", "output"),
@@ -251,6 +251,8 @@ def _format_from_keys(keys: set[str]) -> str | None:
         return "qa"
     if {"text", "label"} <= keys:
         return "classification"
+    if {"prompt", "chosen", "rejected"} <= keys:
+        return "preferences"
     if "text" in keys:
         return "corpus"
     return None
@@ -411,6 +413,9 @@ def load_examples(path: str | Path, format: str = "auto", limit: int | None = No
     if fmt == "corpus":
         raise AdaptError("holds documents (a corpus), not labelled examples", file=path, field="format",
                          hint=f"use it as a task's `corpus:`; labelled formats: {ACCEPTED_FORMATS}")
+    if fmt == "preferences":
+        raise AdaptError("holds preference pairs (prompt, chosen, rejected), not labelled examples", file=path,
+                         field="format", hint="use it as a task's `preferences:` (the dpo strategy reads it)")
     records = _read_csv(path, fmt, problems) if _is_csv(path) else _read_jsonl(path, problems)
     examples: list[Example] = []
     for record in records:
@@ -477,3 +482,37 @@ def load_corpus(path: str | Path) -> list[Document]:
             raise AdaptError("file is empty", file=path)
         return [document]
     return _corpus_jsonl(path)
+
+
+# --- preference pairs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Preference:
+    """One preference pair (DPO): a prompt, the answer preferred and the one rejected."""
+
+    id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    source: str = ""
+    line: int = 0
+
+
+def load_preferences(path: str | Path, limit: int | None = None) -> list[Preference]:
+    """Read `{prompt, chosen, rejected}` JSONL (TRL's explicit-prompt preference format); any bad record stops with
+    its file, line and field."""
+    path = Path(path)
+    if _is_csv(path) or path.is_dir():
+        raise AdaptError("preference pairs are JSONL records {prompt, chosen, rejected}", file=path, field="preferences")
+    pairs: list[Preference] = []
+    for record in _read_jsonl(path):
+        if limit is not None and len(pairs) >= limit:
+            break
+        prompt, chosen, rejected = (record.string(key) for key in ("prompt", "chosen", "rejected"))
+        if chosen.strip() == rejected.strip():
+            raise record.error("chosen and rejected are the same answer: the pair prefers nothing", "rejected")
+        pairs.append(Preference(record.default_id(), prompt, chosen, rejected, str(path), record.line))
+    if not pairs:
+        raise AdaptError("file is empty", file=path, field="preferences")
+    return pairs

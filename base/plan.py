@@ -19,6 +19,7 @@ from base.errors import AdaptError, several
 from base.io import hash_file
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+DATA_KEYS = ("eval", "train", "corpus", "preferences")  # a task's data files (paths relative to the plan)
 
 # How each task type is scored unless the task says otherwise: classification and multiple choice rank every
 # label/choice by its log-likelihood (lm-eval's convention: no parsing, no off-label answers); QA is scored on
@@ -58,6 +59,7 @@ class TaskSpec(_Strict):
     eval: PathField
     train: PathField | None = None
     corpus: PathField | None = None  # documents for RAG retrieval and continued pre-training
+    preferences: PathField | None = None  # {prompt, chosen, rejected} JSONL pairs for preference tuning (dpo)
     labels: list[str] | None = None  # classification label set; inferred from the data when omitted
     instruction: str | None = None  # one line telling the model what to do, used by every strategy
     # How predictions are scored: `rank` picks the label/choice with the highest log-likelihood; `generate`
@@ -151,27 +153,52 @@ class TrainSettings(_StrategyBase):
 
 class PeftSettings(TrainSettings):
     """Settings of a peft method: `peft_config` names its peft config class and `peft_fields` maps our field names
-    onto that class's (runners.adapters builds the config; a test checks every name against peft)."""
+    onto that class's (runners.adapters builds the config; a test checks every name against peft). `peft_values`
+    translates a field's values where ours are words and peft's are not (LoRA's `init: default` is peft's True)."""
 
     peft_config: ClassVar[str]
     peft_fields: ClassVar[dict[str, str]]
+    peft_values: ClassVar[dict[str, dict[Any, Any]]] = {}
+
+
+# LoRA initialisations peft has (LoraConfig.init_lora_weights): `default` zero-inits B so training starts from the
+# base model; pissa and olora start the adapter from the weights' principal directions (SVD / QR) and take them out
+# of the base weights, which peft converts back into a plain LoRA when the adapter is saved.
+LORA_INITS = ("default", "gaussian", "orthogonal", "pissa", "olora")
+MUTATING_LORA_INITS = ("pissa", "olora")
 
 
 class LoraSettings(PeftSettings):
     peft_config: ClassVar[str] = "LoraConfig"
     peft_fields: ClassVar[dict[str, str]] = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-                                             "target_modules": "target_modules"}
+                                             "target_modules": "target_modules", "use_dora": "use_dora",
+                                             "use_rslora": "use_rslora", "init": "init_lora_weights"}
+    peft_values: ClassVar[dict[str, dict[Any, Any]]] = {"init": {"default": True}}
     strategy: Literal["lora"] = "lora"
     r: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    use_dora: bool = False  # DoRA (Liu et al. 2024): a learned magnitude per output channel times a LoRA-updated direction
+    use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r) instead of alpha/r (Kalajdzievski 2023): high ranks keep learning
+    init: Literal[LORA_INITS] = "default"  # type: ignore[valid-type]
 
 
 class QLoraSettings(LoraSettings):
     strategy: Literal["qlora"] = "qlora"  # type: ignore[assignment]
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
+
+
+class DpoSettings(LoraSettings):
+    """Direct preference optimisation (Rafailov et al. 2023) with TRL's DPOTrainer on the task's preference pairs, LoRA
+    on the policy; the reference model is the base (the adapter switched off). `eval_fraction` of the pairs is held
+    out for reward accuracy; `packing` and `early_stop_patience` do not apply (TRL batches pairs itself)."""
+
+    strategy: Literal["dpo"] = "dpo"  # type: ignore[assignment]
+    learning_rate: float = Field(default=5e-5, gt=0)
+    beta: float = Field(default=0.1, gt=0)  # how far the policy may move from the reference (the KL penalty's weight)
+    batch_size: int = Field(default=4, ge=1)  # preference pairs per micro-batch (each pair is two sequences)
 
 
 class IA3Settings(PeftSettings):
@@ -189,6 +216,76 @@ class PromptTuningSettings(PeftSettings):
     strategy: Literal["prompt_tuning"] = "prompt_tuning"
     learning_rate: float = Field(default=3e-2, gt=0)
     num_virtual_tokens: int = Field(default=16, ge=1)
+
+
+class PrefixTuningSettings(PeftSettings):
+    """Prefix tuning / P-tuning v2 (Li & Liang 2021; Liu et al. 2022): trained key/value prefixes in every layer."""
+
+    peft_config: ClassVar[str] = "PrefixTuningConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"num_virtual_tokens": "num_virtual_tokens", "projection": "prefix_projection",
+                                             "encoder_hidden_size": "encoder_hidden_size"}
+    strategy: Literal["prefix_tuning"] = "prefix_tuning"
+    learning_rate: float = Field(default=1e-2, gt=0)
+    num_virtual_tokens: int = Field(default=16, ge=1)
+    projection: bool = False  # reparameterise the prefixes through an MLP (Li & Liang) rather than train them directly (v2)
+    encoder_hidden_size: int = Field(default=512, ge=1)  # the MLP's width when `projection` is on
+
+
+class PTuningSettings(PeftSettings):
+    """P-tuning (Liu et al. 2021): virtual-token embeddings produced by a small trained prompt encoder (an MLP)."""
+
+    peft_config: ClassVar[str] = "PromptEncoderConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"num_virtual_tokens": "num_virtual_tokens",
+                                             "encoder_hidden_size": "encoder_hidden_size"}
+    strategy: Literal["p_tuning"] = "p_tuning"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    num_virtual_tokens: int = Field(default=16, ge=1)
+    encoder_hidden_size: int = Field(default=128, ge=1)
+
+
+class LlamaAdapterSettings(PeftSettings):
+    """LLaMA-Adapter (Zhang et al. 2023): learned adaption prompts read by the top layers' attention through a
+    zero-initialised gate, so training starts from the base model. Llama/Mistral-architecture models only."""
+
+    peft_config: ClassVar[str] = "AdaptionPromptConfig"
+    peft_fields: ClassVar[dict[str, str]] = {"adapter_len": "adapter_len", "adapter_layers": "adapter_layers"}
+    strategy: Literal["llama_adapter"] = "llama_adapter"
+    learning_rate: float = Field(default=9e-3, gt=0)
+    adapter_len: int = Field(default=10, ge=1)  # adaption-prompt tokens per adapted layer
+    adapter_layers: int = Field(default=8, ge=1)  # the top layers that get one (capped at the model's depth)
+
+
+class FreezeSettings(TrainSettings):
+    """Train only the last `layers` transformer blocks plus the final norm and LM head; everything below is frozen
+    ("last layers vs all layers"; the embeddings stay frozen even when the head shares them)."""
+
+    strategy: Literal["freeze"] = "freeze"
+    learning_rate: float = Field(default=5e-5, gt=0)
+    layers: int = Field(default=2, ge=1)
+
+
+class FeatureBasedSettings(_StrategyBase):
+    """The frozen model as a feature extractor: one hidden state per example (mean over its tokens or the last one)
+    and a logistic regression on top (scikit-learn). Classification only; nothing is generated."""
+
+    strategy: Literal["feature_based"] = "feature_based"
+    pooling: Literal["mean", "last"] = "mean"
+    layer: int = -1  # which hidden state: -1 the last layer's output, 0 the embeddings
+    regularisation: float = Field(default=1.0, gt=0)  # scikit-learn's C (inverse L2 strength)
+    batch_size: int = Field(default=16, ge=1)
+    max_length: int = Field(default=256, ge=8)
+
+
+class GaloreSettings(TrainSettings):
+    """Full-parameter training with GaLore (Zhao et al. 2024): each 2-D weight's gradient is projected onto a rank-`rank`
+    subspace (refreshed every `update_proj_gap` steps) where Adam keeps its moments; the memory saved is the optimizer's."""
+
+    strategy: Literal["galore"] = "galore"
+    learning_rate: float = Field(default=1e-4, gt=0)
+    rank: int = Field(default=128, ge=1)
+    update_proj_gap: int = Field(default=200, ge=1)
+    scale: float = Field(default=0.25, gt=0)
+    proj_type: Literal["std", "reverse_std", "right", "left", "full"] = "std"
 
 
 class FullFTSettings(TrainSettings):
@@ -339,7 +436,7 @@ class Plan(_Strict):
     def check_runnable(self, source: str = "plan") -> None:
         """Fail early, before loading any model, on pairs that cannot run: missing files, missing train/corpus."""
         for task in self.tasks:
-            for key in ("eval", "train", "corpus"):
+            for key in DATA_KEYS:
                 path = getattr(task, key)
                 if path is not None and not Path(path).exists():
                     bundled = Path(path).is_relative_to(paths.data_dir())
@@ -349,11 +446,20 @@ class Plan(_Strict):
             raise AdaptError(f"launch config file not found: {self.launch.config_file}", file=source, field="launch.config_file",
                              hint=f"a path relative to the plan, or one of {sorted(p.stem for p in (paths.CONFIGS_DIR / 'launch').glob('*.yaml'))}")
         for task, strategy in self.runs():
-            needs = registry.get(strategy.strategy).needs
+            entry = registry.get(strategy.strategy)
+            if task.type not in entry.task_types:
+                raise AdaptError(f"{strategy.strategy} runs on {' or '.join(entry.task_types)} tasks; task {task.name!r} is "
+                                 f"{task.type}", file=source, field=f"strategies.{strategy.name}",
+                                 hint="restrict the strategy with `tasks:` to the tasks it can run on")
+            needs = entry.needs
             if "train" in needs and task.train is None:
                 raise AdaptError(f"{strategy.strategy} needs a train file but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.train",
                                  hint="add `train:` to the task or restrict the strategy with `tasks:`")
+            if "preferences" in needs and task.preferences is None:
+                raise AdaptError(f"{strategy.strategy} needs preference pairs but task {task.name!r} has none",
+                                 file=source, field=f"tasks.{task.name}.preferences",
+                                 hint="add `preferences:` (JSONL of {prompt, chosen, rejected}) or restrict the strategy with `tasks:`")
             if "corpus" in needs and task.corpus is None:
                 raise AdaptError(f"{strategy.strategy} needs a corpus but task {task.name!r} has none",
                                  file=source, field=f"tasks.{task.name}.corpus",
@@ -470,7 +576,7 @@ def parse_plan(text: str, *, source: str = "plan", base_dir: Path | None = None,
     base = base_dir or Path.cwd()
     for task in data["tasks"] if isinstance(data.get("tasks"), list) else []:
         if isinstance(task, dict):
-            for key in ("eval", "train", "corpus"):
+            for key in DATA_KEYS:
                 if task.get(key) is not None:
                     task[key] = _expand(task[key], base)
     if data.get("output_dir") is not None:
@@ -549,7 +655,7 @@ class RunSpec(_Strict):
             "seed": self.seed,
             "device": self.device,
             "dtype": self.dtype,
-            "task": self.task.model_dump(mode="json", exclude={"train", "eval", "corpus"}),
+            "task": self.task.model_dump(mode="json", exclude=set(DATA_KEYS)),
             "strategy": self.strategy.model_dump(mode="json", exclude={"tasks", "label"}),
             "data": self.data_hashes,
         }
@@ -590,7 +696,7 @@ def run_specs(plan: Plan, device: str | None = None) -> list[RunSpec]:
 
     specs = []
     for task, strategy in plan.runs():
-        hashes = {key: digest(getattr(task, key)) for key in ("train", "eval", "corpus")}
+        hashes = {key: digest(getattr(task, key)) for key in DATA_KEYS if key != "preferences" or task.preferences}
         spec = RunSpec(
             plan_name=plan.name, model=plan.model, seed=plan.seed, device=device, dtype=plan.dtype,
             task=task, strategy=strategy, forgetting=plan.forgetting, cost=plan.cost, launch=plan.launch,

@@ -14,11 +14,15 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-NEEDS = ("train", "corpus")  # train: labelled examples; corpus: documents
+NEEDS = ("train", "corpus", "preferences")  # train: labelled examples; corpus: documents; preferences: pairs (DPO)
 # Estimator formulas (advisor.estimate): prompting ones differ in the extra prompt tokens a query pays,
 # training ones in what is trained and how the base weights are held.
-ESTIMATES = ("prompt", "demos", "passages", "lora", "qlora", "ia3", "soft_prompt", "full")
-TRAINING_ESTIMATES = ("lora", "qlora", "ia3", "soft_prompt", "full")
+# `features` is a forward pass over the train set plus a small classifier fitted outside the model: not a training run.
+ESTIMATES = ("prompt", "demos", "passages", "features", "lora", "qlora", "ia3", "soft_prompt", "prefix", "p_tuning",
+             "llama_adapter", "dpo", "freeze", "galore", "full")
+TRAINING_ESTIMATES = ("lora", "qlora", "ia3", "soft_prompt", "prefix", "p_tuning", "llama_adapter", "dpo", "freeze",
+                      "galore", "full")
+TASK_TYPES = ("classification", "qa", "multiple_choice")
 FALLBACK_COLOUR = "#17becf"
 
 
@@ -33,6 +37,7 @@ class Strategy:
     estimate: str = "prompt"  # one of ESTIMATES
     prior: float = 0.0  # the rule table's score before any answer
     colour: str = FALLBACK_COLOUR  # plots: one colour per strategy in every figure
+    task_types: tuple[str, ...] = TASK_TYPES  # the task types it can run on (plan checks, the advisor)
 
     def __post_init__(self) -> None:
         tag = getattr(self.settings, "model_fields", {}).get("strategy")
@@ -42,6 +47,8 @@ class Strategy:
             raise ValueError(f"strategy {self.name!r} needs unknown data {sorted(unknown)}; choose from {NEEDS}")
         if self.estimate not in ESTIMATES:
             raise ValueError(f"strategy {self.name!r}: estimate {self.estimate!r} is not one of {ESTIMATES}")
+        if unknown := set(self.task_types) - set(TASK_TYPES):
+            raise ValueError(f"strategy {self.name!r}: unknown task types {sorted(unknown)}; choose from {TASK_TYPES}")
         if ":" not in self.runner:
             raise ValueError(f"strategy {self.name!r}: runner must be 'module:function', got {self.runner!r}")
 

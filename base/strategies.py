@@ -6,8 +6,9 @@ one entry here. The plan format, the advisor's rules and estimates, compare and 
 """
 from __future__ import annotations
 
-from base.plan import (CptSettings, FewShotSettings, FullFTSettings, IA3Settings, LoraSettings, PromptTuningSettings,
-                       QLoraSettings, RagSettings, ZeroShotSettings)
+from base.plan import (CptSettings, DpoSettings, FeatureBasedSettings, FewShotSettings, FreezeSettings, FullFTSettings, GaloreSettings,
+                       IA3Settings, LlamaAdapterSettings, LoraSettings, PrefixTuningSettings, PromptTuningSettings,
+                       PTuningSettings, QLoraSettings, RagSettings, ZeroShotSettings)
 from base.registry import Strategy, register
 
 # Colours are colour-blind-friendly (Okabe-Ito, then Tableau).
@@ -21,6 +22,9 @@ register(
     Strategy("rag", RagSettings, "runners.rag:run",
              "the base model prompted with passages retrieved from your corpus",
              needs=("corpus",), estimate="passages", prior=.5, colour="#009e73"),
+    Strategy("feature_based", FeatureBasedSettings, "runners.feature_based:run",
+             "the frozen model's hidden states fed to a logistic regression (no generation)",
+             needs=("train",), estimate="features", prior=.5, colour="#bcbd22", task_types=("classification",)),
     Strategy("lora", LoraSettings, "runners.lora:run",
              "low-rank adapters trained on your labelled examples",
              needs=("train",), changes_weights=True, estimate="lora", prior=2, colour="#e69f00"),
@@ -33,6 +37,24 @@ register(
     Strategy("prompt_tuning", PromptTuningSettings, "runners.prompt_tuning:run",
              "learned soft-prompt embeddings, base weights frozen",
              needs=("train",), changes_weights=True, estimate="soft_prompt", prior=.5, colour="#f0e442"),
+    Strategy("prefix_tuning", PrefixTuningSettings, "runners.peft_methods:run",
+             "prefix tuning / P-tuning v2: trained key-value prefixes in every layer, base weights frozen",
+             needs=("train",), changes_weights=True, estimate="prefix", prior=.25, colour="#aec7e8"),
+    Strategy("p_tuning", PTuningSettings, "runners.peft_methods:run",
+             "P-tuning: soft-prompt embeddings produced by a small trained encoder",
+             needs=("train",), changes_weights=True, estimate="p_tuning", prior=0, colour="#98df8a"),
+    Strategy("llama_adapter", LlamaAdapterSettings, "runners.llama_adapter:run",
+             "LLaMA-Adapter: zero-gated learned prompts in the top attention layers (llama-architecture models)",
+             needs=("train",), changes_weights=True, estimate="llama_adapter", prior=0, colour="#ff9896"),
+    Strategy("freeze", FreezeSettings, "runners.freeze:run",
+             "only the last few transformer blocks and the head trained, the rest frozen",
+             needs=("train",), changes_weights=True, estimate="freeze", prior=.25, colour="#c5b0d5"),
+    Strategy("galore", GaloreSettings, "runners.galore:run",
+             "every weight trained, with GaLore's low-rank gradient projection to shrink optimizer memory",
+             needs=("train",), changes_weights=True, estimate="galore", prior=0, colour="#9467bd"),
+    Strategy("dpo", DpoSettings, "runners.dpo:run",
+             "preference tuning (DPO) with LoRA on pairs of a preferred and a rejected answer",
+             needs=("preferences",), changes_weights=True, estimate="dpo", prior=0, colour="#e377c2"),
     Strategy("full_ft", FullFTSettings, "runners.full_ft:run",
              "every weight of the model trained on your labelled examples",
              needs=("train",), changes_weights=True, estimate="full", prior=.5, colour="#0072b2"),

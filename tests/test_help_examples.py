@@ -100,4 +100,4 @@ def test_the_plan_shown_in_compare_help_parses():
     text = typer.main.get_command(app).commands["compare"].help
     block = text.split("A plan looks like:", 1)[1]
     plan = parse_plan(textwrap.dedent(block), source="compare --help")
-    assert [s.strategy for s in plan.strategies] == ["zero_shot", "few_shot", "lora", "full_ft"]
+    assert [s.strategy for s in plan.strategies] == ["zero_shot", "few_shot", "lora", "freeze", "feature_based", "full_ft"]

@@ -101,3 +101,40 @@ def test_plan_time_counts_what_each_run_does(tiny_plan):
     assert lora.forgetting_s == pytest.approx(2 * full.forgetting_s)  # the base model's baseline is counted once
     shorter = load_plan(tiny_plan, ["strategies.lora.max_steps=1"])
     assert plan_times(shorter, run_specs(shorter, device="cpu"))[2].train_s < lora.train_s
+
+
+def test_plan_time_sizes_the_new_methods_from_their_own_data(tmp_path, tiny_model_dir):
+    """feature_based is one forward pass over the train inputs; dpo reads its preference pairs (no train file needed),
+    each pair two rows, through a policy and a reference: dearer than LoRA on as many examples."""
+    rows = [{"text": f"the movie was {'great' if i % 2 else 'awful'} {i}", "label": "positive" if i % 2 else "negative"}
+            for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:32]))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[32:]))
+    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps({"prompt": r["text"], "chosen": r["label"], "rejected": "x"})
+                                                  + "\n" for r in rows[:32]))
+    (tmp_path / "plan.yaml").write_text(f"""\
+model: {tiny_model_dir}
+tasks:
+  - {{name: toy, type: classification, train: train.jsonl, eval: eval.jsonl}}
+  - {{name: prefs, type: classification, eval: eval.jsonl, preferences: prefs.jsonl}}
+strategies: [{{strategy: lora, tasks: [toy]}}, {{strategy: feature_based, tasks: [toy]}}, {{strategy: dpo, tasks: [prefs]}}]
+forgetting: {{enabled: false}}
+""")
+    plan = load_plan(tmp_path / "plan.yaml")
+    plan.check_runnable()
+    lora, features, dpo = plan_times(plan, run_specs(plan, device="cpu"))
+    assert 0 < features.train_s < lora.train_s / 1.5  # 2N a token against LoRA's 4N
+    assert dpo.train_s > 2 * lora.train_s  # two rows a pair, x1.5 for the reference model's forward
+
+
+def test_advised_plan_points_dpo_at_the_preference_pairs_given():
+    plan = plan_of(preferences="data/prefs.jsonl")
+    assert "dpo" in [s["strategy"] for s in plan["strategies"]]
+    assert plan["tasks"][0]["preferences"] == "data/prefs.jsonl"
+    assert "dpo" not in [s["strategy"] for s in plan_of()["strategies"]]  # no pairs: ruled out
+
+
+def test_feature_based_is_ruled_out_for_questions():
+    recommendation = recommend(Answers(task_type="qa", labelled_examples=600, gpu="none"))
+    assert "feature_based" in recommendation.ruled_out
+    assert "feature_based" in [s for s, _ in recommend(Answers(task_type="classification", labelled_examples=600)).ranking]

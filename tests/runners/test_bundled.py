@@ -54,6 +54,14 @@ def test_sst2_split_is_seeded_and_labels_are_names():
     assert bundled._build_sst2({"glue/sst2/validation": sst2_dataset(650)}) == files  # deterministic
 
 
+def test_sst2_preferences_are_the_train_rows_with_the_gold_label_preferred():
+    sources = {"glue/sst2/validation": sst2_dataset(650)}
+    train = bundled._build_sst2(sources)["sst2/train.jsonl"]
+    pairs = bundled._build_sst2_preferences(sources)["sst2_preferences/train.jsonl"]
+    assert [(p["id"], p["prompt"], p["chosen"]) for p in pairs] == [(r["id"], r["text"], r["label"]) for r in train]
+    assert all({p["chosen"], p["rejected"]} == {"negative", "positive"} for p in pairs)  # never an eval row, never a tie
+
+
 def test_boolq_partition_keeps_passages_apart():
     part = bundled._partition_boolq(boolq_dataset(800))
     assert len(part.general_passages) == 200

@@ -1,6 +1,7 @@
 """Readers: every format into Example/Document, and every bad input as an AdaptError naming file, line and field."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,23 @@ def test_utf8_bom_is_accepted(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + b'{"text": "a", "label": "x"}\n')
     assert [ex.target for ex in load_examples(path)] == ["x"]
+
+
+def test_preference_pairs_load_and_bad_ones_name_file_line_and_field(tmp_path):
+    from base.data import load_preferences
+
+    good = {"prompt": "great film", "chosen": "positive", "rejected": "negative"}
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "rejected": " positive "}) + "\n")
+    with pytest.raises(AdaptError) as caught:
+        load_preferences(path)
+    assert (caught.value.line, caught.value.field) == (2, "rejected") and "prefers nothing" in str(caught.value)
+    path.write_text(json.dumps(good) + "\n" + json.dumps({"prompt": "x", "chosen": "y"}) + "\n")
+    with pytest.raises(AdaptError) as caught:
+        load_preferences(path)
+    assert (caught.value.line, caught.value.field) == (2, "rejected") and "missing" in str(caught.value)
+    path.write_text(json.dumps(good) + "\n")
+    (pair,) = load_preferences(path)
+    assert (pair.prompt, pair.chosen, pair.rejected, pair.line) == ("great film", "positive", "negative", 1)
+    with pytest.raises(AdaptError, match="preference pairs .* not labelled examples"):
+        load_examples(path)  # given as a train file by mistake

@@ -28,17 +28,21 @@ def task_dir(tmp_path):
     docs = ["the movie was great and the acting was wonderful", "water boils at one hundred degrees celsius at sea level",
             "photosynthesis converts light energy into chemical energy in plants"]
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs * 3))
+    other = {"positive": "negative", "negative": "positive"}
+    (tmp_path / "preferences.jsonl").write_text("".join(
+        json.dumps({"prompt": text, "chosen": label, "rejected": other[label]}) + "\n" for text, label in REVIEWS * 3))
     return tmp_path
 
 
-def spec_for(strategy: str, model_dir, task_dir, extra: str = ""):
-    options = STRATEGY_OPTIONS[:-1] + (f", {extra}" if extra else "") + "}"
+def spec_for(strategy: str, model_dir, task_dir, extra: str = "", options: str | None = None):
+    options = options or STRATEGY_OPTIONS[:-1] + (f", {extra}" if extra else "") + "}"
     plan = parse_plan(f"""
 model: {model_dir}
 device: cpu
 output_dir: {task_dir / 'results'}
 tasks:
-  - {{name: reviews, type: classification, train: train.jsonl, eval: eval.jsonl, corpus: corpus.jsonl}}
+  - {{name: reviews, type: classification, train: train.jsonl, eval: eval.jsonl, corpus: corpus.jsonl,
+     preferences: preferences.jsonl}}
 strategies:
   - {{strategy: {strategy}, {options[1:]}
 """, base_dir=task_dir)
@@ -46,17 +50,22 @@ strategies:
     return spec
 
 
-@pytest.mark.parametrize("strategy, adapter", [("lora", True), ("qlora", True), ("ia3", True), ("prompt_tuning", True),
-                                               ("full_ft", False), ("cpt", False)])
-def test_runner_trains_saves_and_scores(strategy, adapter, tiny_model_dir, task_dir):
-    spec = spec_for(strategy, tiny_model_dir, task_dir)
+# strategy, saved as an adapter (else full weights), trains part of the weights
+TRAINING_RUNS = [("lora", True, True), ("qlora", True, True), ("ia3", True, True), ("prompt_tuning", True, True),
+                 ("prefix_tuning", True, True), ("p_tuning", True, True), ("llama_adapter", True, True),
+                 ("freeze", False, True), ("galore", False, False), ("full_ft", False, False), ("cpt", False, False)]
+
+
+@pytest.mark.parametrize("strategy, adapter, partial", TRAINING_RUNS)
+def test_runner_trains_saves_and_scores(strategy, adapter, partial, tiny_model_dir, task_dir):
+    spec = spec_for(strategy, tiny_model_dir, task_dir, extra="layers: 1" if strategy == "freeze" else "")
     result = get_runner(strategy)(spec)
     assert result.status.value == "ok" and result.strategy == strategy
     assert result.metrics["n"] == 4 and 0.0 <= result.metrics["accuracy"] <= 1.0
     cost = result.cost
     assert cost["train_steps"] == 2 and cost["train_time_s"] > 0 and cost["tokens_per_s"] > 0
     assert 0 < cost["trainable_params"] <= cost["total_params"]
-    assert (cost["trainable_params"] < cost["total_params"]) == adapter
+    assert (cost["trainable_params"] < cost["total_params"]) == partial
     assert cost["peak_memory_mb"] > 0 and cost["latency_p50_s"] > 0
     assert [step for step, _ in result.curves["train_loss"]] == [1, 2]
     model_dir = spec.run_dir / "model"
@@ -122,3 +131,53 @@ def test_the_prompt_trained_on_is_the_prompt_scored(prompt_format, tiny_model_di
     prompt, completion = training_pair(seen["tokenizer"], spec.task, example, ["negative", "positive"])
     assert prompt in seen["prompts"]
     assert (prompt.endswith("<|im_start|>assistant\n") if prompt_format == "chat" else prompt.endswith("Label:"))
+
+
+def test_feature_based_fits_a_classifier_on_frozen_features(tiny_model_dir, task_dir):
+    spec = spec_for("feature_based", tiny_model_dir, task_dir, options="{pooling: last, batch_size: 3}")
+    result = get_runner("feature_based")(spec)
+    metrics, cost = result.metrics, result.cost
+    assert result.status.value == "ok" and metrics["n"] == 4 and metrics["scoring"] == "features"
+    assert metrics["train_accuracy"] == 1.0  # four distinct reviews, 64 features: a fitted classifier separates them
+    assert len(metrics["accuracy_ci"]) == 2 and metrics["format_compliance"] is None
+    assert "not applicable" in metrics["format_compliance_note"]
+    assert cost["trainable_params"] == 64 + 1 and cost["train_time_s"] > 0 and cost["latency_p50_s"] > 0
+    saved = json.loads((spec.run_dir / "model" / "classifier.json").read_text())
+    assert saved["labels"] == ["negative", "positive"] and len(saved["coef"][0]) == 64
+    rows = [json.loads(line) for line in (task_dir / "results" / result.predictions_file).read_text().splitlines()]
+    assert [row["prediction"] for row in rows] == [row["prediction"] for row in rows if row["prediction"] in saved["labels"]]
+
+
+def test_feature_based_on_a_qa_task_is_a_plan_error(tmp_path):
+    (tmp_path / "qa.jsonl").write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n")
+    plan = parse_plan("tasks: [{name: trivia, type: qa, eval: qa.jsonl, train: qa.jsonl}]\nstrategies: [feature_based]\n",
+                      base_dir=tmp_path, source="plan.yaml")
+    with pytest.raises(AdaptError, match="feature_based runs on classification tasks; task 'trivia' is qa") as caught:
+        plan.check_runnable("plan.yaml")
+    assert caught.value.field == "strategies.feature_based"
+
+
+def test_dpo_tunes_a_lora_policy_on_preference_pairs(tiny_model_dir, task_dir):
+    from safetensors.torch import load_file
+
+    spec = spec_for("dpo", tiny_model_dir, task_dir, options="{max_steps: 3, batch_size: 2, max_length: 64, "
+                                                                 "learning_rate: 1.0e-2, eval_fraction: 0.25, max_new_tokens: 3}")
+    result = get_runner("dpo")(spec)
+    assert result.status.value == "ok", result.error
+    metrics, cost = result.metrics, result.cost
+    assert metrics["n"] == 4 and metrics["preference_pairs_held_out"] == 3 and metrics["preference_pairs_trained"] == 9
+    assert 0.0 <= metrics["reward_accuracy"] <= 1.0 and metrics["reward_margin"] != 0.0  # the policy left the reference
+    assert cost["train_steps"] == 3 and 0 < cost["trainable_params"] < cost["total_params"] / 5
+    assert [step for step, _ in result.curves["train_loss"]] == [1, 2, 3]
+    adapter = load_file(spec.run_dir / "model" / "adapter_model.safetensors")
+    assert any(name.endswith("lora_B.weight") and tensor.abs().sum() > 0 for name, tensor in adapter.items())  # B starts at 0
+    assert not (spec.run_dir / "model" / "training_args.bin").exists() and not (spec.run_dir / "trl").exists()
+
+
+def test_dpo_without_preferences_is_a_plan_error(tmp_path):
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"text": "good", "label": "positive"}) + "\n")
+    plan = parse_plan("tasks: [{name: reviews, type: classification, eval: eval.jsonl}]\nstrategies: [dpo]\n",
+                      base_dir=tmp_path, source="plan.yaml")
+    with pytest.raises(AdaptError, match="dpo needs preference pairs but task 'reviews' has none") as caught:
+        plan.check_runnable("plan.yaml")
+    assert caught.value.field == "tasks.reviews.preferences"
