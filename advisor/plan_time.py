@@ -1,8 +1,9 @@
 """How long a plan will take, run by run, before it starts: `adapt compare` prints it, `--dry-run` shows it.
 
 Training time is advisor.estimate's model (the figure `advise` shows). Scoring and forgetting checks are forward
-passes at the same device throughput, plus fixed costs per batch, per generated token and per run — priors read
-off the CPU demo, not fitted: treat the total as a "minutes or hours" guide (the goal is within 2x).
+passes at the device's inference throughput, plus fixed costs per batch, per generated token and per run. The CPU
+figures were read off one `make demo` on the idle 2-core build machine (compare: 9 min 28 s for 8 runs): treat the
+total as a "minutes or hours" guide (the goal is within 2x).
 Token counts come from the plan's own data files at CHARS_PER_TOKEN (no tokenizer is loaded for a dry run).
 """
 from __future__ import annotations
@@ -24,11 +25,15 @@ PLAIN_TEMPLATE_TOKENS = 8  # "Review: ...\nSentiment:" around an example (the ch
 SCORING_BATCH = 8  # runners.scoring's batch
 FORWARD_OVERHEAD_S = 0.05  # per batched forward on CPU: tokenising, padding, Python between kernels (prior)
 DECODE_STEP_S = 0.05  # per generated token of a batch at batch 1-8 on CPU (measured p50: 0.62 s for ~12 tokens)
+CPU_INFERENCE_MFU = 0.8  # no-grad forwards reach about twice training's MFU on CPU (demo: 4-shot SST-2 scoring,
+# ~64k prompt tokens, 2 min 14 s with its generations and latency sample)
 LATENCY_QUERIES = 12  # runners.scoring.LATENCY_SAMPLE: queries timed one at a time
-RUN_OVERHEAD_S = 10.0  # per run: imports, loading the model, saving results and adapters (prior)
-FORGETTING_TOKENS_PER_ITEM = 240  # lm-eval loglikelihood requests: ~3 choices x ~80 tokens (arc, piqa, winogrande)
-FORGETTING_BENCHMARK_S = 5.0  # per benchmark and model: lm-eval builds the task and its requests (prior)
-PERPLEXITY_TOKENS = 20_000  # the general-text perplexity check, per model
+FORMAT_QUERIES = 50  # runners.scoring.FORMAT_SAMPLE: rank-scored queries also generated freely
+RUN_OVERHEAD_S = 6.0  # per run: its own process's imports, loading the model, saving results (demo: 4-5 s)
+FORGETTING_TOKENS_PER_ITEM = 100  # lm-eval loglikelihood requests of one item (arc, piqa, winogrande: 2-4 short choices)
+FORGETTING_BENCHMARK_S = 2.0  # per benchmark and model: lm-eval builds the task and its requests
+PERPLEXITY_TOKENS_PER_TEXT = 256  # runners.forgetting.PERPLEXITY_MAX_TOKENS; `limit` texts per model
+# (demo: 3 benchmarks x 25 items + 25 texts took 23-24 s per adapted model)
 
 
 @dataclass
@@ -78,7 +83,8 @@ def _corpus_tokens(path: Path) -> float:
 
 def forward_seconds(tokens: float, shape: est.ModelShape, device: Device) -> float:
     """Forward passes over `tokens` tokens (2N FLOPs a token) at the device's throughput."""
-    return tokens * 2 * shape.compute_params / (device.tflops * 1e12 * est.gpu_mfu(device, SCORING_BATCH * 64))
+    mfu = est.gpu_mfu(device, SCORING_BATCH * 64) if device.is_gpu else CPU_INFERENCE_MFU
+    return tokens * 2 * shape.compute_params / (device.tflops * 1e12 * mfu)
 
 
 def template_tokens(spec: RunSpec) -> int:
@@ -122,17 +128,26 @@ def scoring_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> flo
     count, prompt, _ = _examples_tokens(spec.task.eval, spec.task.eval_limit)
     settings = spec.strategy
     prompt_tokens = prompt + template_tokens(spec)
+    orders = 1
     if registry.get(settings.strategy).estimate == "demos":
         prompt_tokens *= 1 + settings.k
+        orders = min(settings.orderings, settings.k) if spec.task.scoring == "rank" else 1
     if registry.get(settings.strategy).estimate == "passages":
         prompt_tokens += settings.top_k * settings.chunk_size * 1.33
-    passes = 2 if getattr(settings, "calibrate", False) else 1
+    passes = (2 if getattr(settings, "calibrate", False) else 1) * orders
     batches = math.ceil(count / SCORING_BATCH) * passes
     seconds = forward_seconds(count * passes * prompt_tokens, shape, device) + batches * FORWARD_OVERHEAD_S
     if spec.task.scoring == "generate":
         seconds += batches * settings.max_new_tokens * DECODE_STEP_S
+    else:  # format compliance: a sample generated freely, a label's length (+2 tokens)
+        sample = min(FORMAT_QUERIES, count)
+        seconds += forward_seconds(sample * prompt_tokens, shape, device) \
+            + math.ceil(sample / SCORING_BATCH) * min(settings.max_new_tokens, 4) * DECODE_STEP_S
     latency_sample = min(LATENCY_QUERIES, count)
-    return seconds + latency_sample * (forward_seconds(prompt_tokens, shape, device) + settings.max_new_tokens * DECODE_STEP_S)
+    per_query = orders * forward_seconds(prompt_tokens, shape, device) + FORWARD_OVERHEAD_S * orders
+    if spec.task.scoring == "generate":
+        per_query += settings.max_new_tokens * DECODE_STEP_S
+    return seconds + latency_sample * per_query
 
 
 def forgetting_seconds(spec: RunSpec, shape: est.ModelShape, device: Device, models: int) -> float:
@@ -141,7 +156,7 @@ def forgetting_seconds(spec: RunSpec, shape: est.ModelShape, device: Device, mod
     if not (settings.enabled and registry.get(spec.strategy.strategy).changes_weights):
         return 0.0
     items = (settings.limit or 1000) * len(settings.benchmarks)
-    tokens = items * FORGETTING_TOKENS_PER_ITEM + (PERPLEXITY_TOKENS if settings.perplexity else 0)
+    tokens = items * FORGETTING_TOKENS_PER_ITEM + (PERPLEXITY_TOKENS_PER_TEXT * (settings.limit or 100) if settings.perplexity else 0)
     per_model = forward_seconds(tokens, shape, device) + math.ceil(items / SCORING_BATCH) * FORWARD_OVERHEAD_S \
         + len(settings.benchmarks) * FORGETTING_BENCHMARK_S
     return per_model * models

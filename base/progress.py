@@ -145,6 +145,10 @@ class LogDisplay:
             if time.monotonic() - self._last_line >= self.interval:
                 self._heartbeat()
 
+    def echo(self, line: str) -> None:
+        """A line from elsewhere (a run's own process): printed as is, and it counts as a sign of life."""
+        self._print(line)
+
     def _print(self, line: str) -> None:
         self._last_line = time.monotonic()
         self.console.print(line, highlight=False, markup=False)

@@ -108,7 +108,8 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
             progress.update(overall, description=stage)
             if not console.is_terminal:
                 console.print(f"… {stage}", highlight=False)
-            result = run_in_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
+            result = run_in_child(spec, on_line=(lambda line: console.print(Text(line, style="dim"))) if console.is_terminal
+                                  else display.echo)
             store.save(result)
             console.print(one_line(result), highlight=False, markup=False)
             finished.append(result)
@@ -141,6 +142,7 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
     from rich.console import Console
 
     console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal  # a log keeps each line whole
     loaded = load_plan(plan, overrides)
     if output_dir is not None:
         loaded.output_dir = output_dir.resolve()

@@ -101,3 +101,14 @@ forgetting: {{enabled: false}}
     assert re.search(r"⋯ training: step \d/3 · loss \d+\.\d{3}", log)
     assert "is_gradient_checkpointing" not in log and "gradient_checkpointing_enable" not in log  # ours: fixed
     assert "gemm_4bit_forward" not in log
+
+
+def test_lines_forwarded_from_a_run_process_count_as_signs_of_life():
+    """compare forwards its run's own heartbeats; it must not add "still working" lines of its own between them."""
+    console, out = log_console()
+    with progress.LogDisplay(console, interval=0.5) as display:
+        for step in range(8):
+            display.echo(f"  ⋯ training: step {step}/8")
+            time.sleep(0.2)
+    lines = out.getvalue().splitlines()
+    assert lines == [f"  ⋯ training: step {step}/8" for step in range(8)]
