@@ -142,7 +142,8 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
     from rich.console import Console
 
     console = Console(stderr=True)
-    console.soft_wrap = not console.is_terminal  # a log keeps each line whole
+    if not console.is_terminal:  # a log keeps each line whole, and tables get room for their columns
+        console.soft_wrap, console.width = True, 160
     loaded = load_plan(plan, overrides)
     if output_dir is not None:
         loaded.output_dir = output_dir.resolve()
