@@ -21,11 +21,16 @@ def log_console() -> tuple[Console, io.StringIO]:
     return Console(file=out, force_terminal=False, width=200), out
 
 
-def test_tiny_compare_logs_phases_and_a_training_heartbeat(tmp_path, tiny_model_dir, monkeypatch):
+def write_toy_data(folder) -> None:
+    """8 train and 4 eval sentiment rows, as train.jsonl and eval.jsonl."""
     rows = [{"text": f"the movie was {'great' if i % 2 else 'awful'} {i}", "label": "positive" if i % 2 else "negative"}
             for i in range(12)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
-    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[8:]))
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
+    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[8:]))
+
+
+def test_tiny_compare_logs_phases_and_a_training_heartbeat(tmp_path, tiny_model_dir, monkeypatch):
+    write_toy_data(tmp_path)
     (tmp_path / "plan.yaml").write_text(f"""\
 model: {tiny_model_dir}
 output_dir: out
@@ -79,10 +84,7 @@ def test_cli_compare_log_has_heartbeats_and_none_of_the_unactionable_warnings(tm
     import sys
     from pathlib import Path
 
-    rows = [{"text": f"the movie was {'great' if i % 2 else 'awful'} {i}", "label": "positive" if i % 2 else "negative"}
-            for i in range(12)]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:8]))
-    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[8:]))
+    write_toy_data(tmp_path)
     (tmp_path / "plan.yaml").write_text(f"""\
 model: {tiny_model_dir}
 device: cpu
