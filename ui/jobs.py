@@ -149,7 +149,9 @@ def loss_points(log: str) -> list[dict[str, Any]]:
 def watch(folder: Path, command: list[str]) -> int:
     """The watcher: run compare with its output in the job's log, then record its exit code."""
     with open(folder / LOG_FILE, "w", encoding="utf-8") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # Ctrl-C must reach compare even when whoever started the board ignores SIGINT (a child inherits SIG_IGN)
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a cancel is for compare; the watcher stays to record it
         code = child.wait()
     write_text_atomic(folder / EXIT_FILE, f"{128 - code if code < 0 else code}\n")

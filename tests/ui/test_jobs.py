@@ -38,6 +38,17 @@ def wait_for(condition, seconds: float = 90) -> None:  # generous: a loaded 2-co
 
 
 def test_a_job_records_its_exit_and_cancel_is_ctrl_c(tmp_path):
+    """Also when the board was started with Ctrl-C ignored (SIG_IGN is inherited): cancel must still reach compare."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _launch_and_cancel(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _launch_and_cancel(tmp_path):
     workspace = Workspace.at(tmp_path)
     sleeper = [sys.executable, "-u", "-c", "import time\ntry:\n    print('ready')\n    time.sleep(60)\n"
                "except KeyboardInterrupt:\n    print('interrupted: finished work is kept')\n    raise SystemExit(130)"]
