@@ -7,6 +7,7 @@ its error; the others go on, and a re-run resumes a killed training run from its
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from contextlib import nullcontext
@@ -142,8 +143,10 @@ def compare_command(plan: Path, overrides: list[str], output_dir: Path | None, o
     from rich.console import Console
 
     console = Console(stderr=True)
-    if not console.is_terminal:  # a log keeps each line whole, and tables get room for their columns
-        console.soft_wrap, console.width = True, 160
+    if not console.is_terminal:  # a log keeps each line whole, and tables get room (COLUMNS, when set, decides)
+        console.soft_wrap = True
+        if "COLUMNS" not in os.environ:
+            console.width = 160
     loaded = load_plan(plan, overrides)
     if output_dir is not None:
         loaded.output_dir = output_dir.resolve()

@@ -23,6 +23,7 @@ from typing import Any
 
 from base import paths
 from base.io import write_json_atomic, write_text_atomic
+from base.progress import HEARTBEAT_ENV
 from ui.workspace import Workspace
 
 JOB_FILE, LOG_FILE, EXIT_FILE = "job.json", "output.log", "exit_code"
@@ -92,7 +93,7 @@ def start(workspace: Workspace, plan_file: Path, output_dir: Path) -> Job:
 def launch(folder: Path, argv: list[str], cwd: Path, **record: Any) -> Job:
     """Start `argv` under a watcher in a new session (its own process group), recorded in `folder`."""
     # Heartbeats every few seconds feed the live loss curve; a wide console keeps each log line on one line.
-    env = {**os.environ, "ADAPT_HEARTBEAT_S": os.environ.get("ADAPT_HEARTBEAT_S", str(HEARTBEAT_S)), "COLUMNS": "400",
+    env = {**os.environ, HEARTBEAT_ENV: os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_S)), "COLUMNS": "400",
            "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(paths.REPO_ROOT), *filter(None, sys.path)])),
            "PYTHONUNBUFFERED": "1"}
     watcher = subprocess.Popen([sys.executable, "-m", "ui.jobs", str(folder), "--", *argv], cwd=cwd,
