@@ -17,7 +17,7 @@ from advisor.questions import QUESTIONS, Answers
 from advisor.rules import OUT, RULES, contradictions, prior, strategies
 from base import registry
 from base.judge import candidates as measured, judge
-from base.plan import LoraSettings
+from base.plan import DEFAULT_PROMPT_FORMAT, LoraSettings
 
 DEFAULT_GPU = "L4"  # what time and $ are shown on when the GPU is unknown
 TOKENS_BY_TYPE = {"classification": 60, "qa": 120, "multiple_choice": 100}
@@ -107,16 +107,26 @@ def epochs_for(answers: Answers) -> float:
     return 3.0 if 0 < (answers.labelled_examples or 0) < 500 else 1.0
 
 
+def pair_tokens(answers: Answers) -> int:
+    """Tokens of one training example as the plan's loop sees it: text and answer inside the task type's prompt format."""
+    prompt_format = DEFAULT_PROMPT_FORMAT.get(answers.task_type or "", "chat")
+    return example_tokens(answers) + est.TEMPLATE_TOKENS[prompt_format]
+
+
 def max_length_for(answers: Answers) -> int:
-    tokens = example_tokens(answers)
-    return 256 if tokens <= 200 else 512 if tokens <= 400 else 1024
+    """Row length of the plan: the smallest power of two from 256 that holds a whole micro-batch of PLAN_BATCH examples
+    packed (its largest one too), so no micro-batch spills into a second, mostly padded row; within the context."""
+    needed = est.tokens_per_batch(est.TrainSetup(batch=PLAN_BATCH, seq_len=2**31, example_tokens=pair_tokens(answers)),
+                                  peak=True)
+    context = answers.context_window or 4096
+    return min(max(256, 2 ** math.ceil(math.log2(needed))), context)
 
 
 def workload(answers: Answers) -> est.Workload:
-    """Tokens as the plan's training loop sees them: each example inside the chat template and instruction, the
-    held-out share not trained on but scored once an epoch."""
+    """Tokens as the plan's training loop sees them: each example inside its prompt format, the held-out share not
+    trained on but scored once an epoch."""
     tokens = example_tokens(answers)
-    per_example = tokens + est.PROMPT_TEMPLATE_TOKENS
+    per_example = pair_tokens(answers)
     examples, epochs = answers.labelled_examples or 0, epochs_for(answers)
     return est.Workload(
         train_tokens=examples * (1 - HELD_OUT) * per_example * epochs,
@@ -135,11 +145,10 @@ def few_shot_k(answers: Answers) -> int:
 def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
     """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
     load, estimates, checkpointing = workload(answers), {}, {}
-    seq_len = max_length_for(answers)
-    rows = math.ceil(load.train_tokens / max(load.epochs, 1e-9) / seq_len)  # packed rows in one epoch
-    # a micro-batch is PLAN_BATCH examples (as Trainer counts them), packed into as few seq_len rows as they fill
-    batch_rows = math.ceil(PLAN_BATCH * min(load.query_tokens, seq_len) / seq_len)
-    base = est.TrainSetup(seq_len=seq_len, batch=max(1, min(batch_rows, rows)), precision="bf16" if device.is_gpu else "fp32",
+    trained_examples = math.floor((answers.labelled_examples or 0) * (1 - HELD_OUT))
+    # a micro-batch is PLAN_BATCH examples (as Trainer counts them; fewer when there are fewer), packed into rows
+    base = est.TrainSetup(seq_len=max_length_for(answers), batch=max(1, min(PLAN_BATCH, trained_examples)),
+                          example_tokens=load.query_tokens, precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
     for strategy in strategies():
@@ -233,7 +242,7 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
         rank = LoraSettings.model_fields["r"].default * (2 if n_examples >= 2000 else 1)
         settings.update(r=rank, alpha=2 * rank)
     if "corpus" in entry.needs:  # continued pre-training: one pass over the corpus, longer rows
-        settings.update(epochs=1.0, max_length=512)
+        settings.update(epochs=1.0, max_length=est.CORPUS_ROW_TOKENS)
     if checkpointing:
         settings["grad_checkpointing"] = True
     if budget is not None and estimate.train_hours > budget:

@@ -16,6 +16,7 @@ bench/estimate_vs_published.py); the rows marked `fit` there set them, the `hold
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,7 +42,11 @@ ALLOCATOR_OVERHEAD = 1.05  # GPU: what the caching allocator reserves (nvidia-sm
 HOST_STATE_FACTOR = 1.3
 HOST_ACTIVATION_FACTOR = 1.53
 HOST_RUNTIME_BYTES = 435 * 2**20  # the Python + torch + transformers + peft runtime inside a CPU run's RSS
-PROMPT_TEMPLATE_TOKENS = 50  # chat template + instruction around each example (SmolLM2, SST-2: 75.3 tokens a pair vs 24.4 of text+label)
+# Tokens a training example carries besides its text and answer, per prompt format (SmolLM2 tokenizer, SST-2, 540
+# examples): the chat template and instruction 50 (75.3 a pair vs 24.4 of text + label), plain "Text: ...\nLabel: ..."
+# blocks 6 (30.2 a pair).
+TEMPLATE_TOKENS = {"chat": 50, "plain": 6}
+CORPUS_ROW_TOKENS = 512  # continued pre-training: the corpus cut into full rows of this many tokens
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,9 @@ class TrainSetup:
     activation_offloading: bool = False  # checkpointed layer inputs kept in host RAM
     grad_accum: int = 1  # gradients live through the next micro-batch's forward and backward when > 1
     adapter_precision: str = "fp32"  # PEFT upcasts adapters to fp32; torchtune and LitGPT keep them in bf16
+    packing: bool = True  # examples concatenated into rows (runners/training.py); off: a row per example, padded
+    example_tokens: float = 0.0  # mean tokens of a training example: micro-batches of `batch` examples packed into
+    # rows of at most seq_len, as runners/training.py lays them out; 0: `batch` full rows (corpus windows, the published runs)
 
     @property
     def compute_bytes(self) -> int:
@@ -329,14 +337,70 @@ def activation_bytes_per_token_layer(shape: ModelShape, setup: TrainSetup) -> fl
     return kept * (COMPILE_ACTIVATION_FACTOR if setup.compile else 1.0)
 
 
-def tokens_per_batch(setup: TrainSetup) -> int:
-    """Tokens in one micro-batch of full rows; prompt tuning prefixes every row with its virtual tokens."""
+# TrainSetup field <- the plan settings field that sizes it, where a strategy's settings have one
+SETUP_FIELDS = {"seq_len": "max_length", "batch": "batch_size", "grad_checkpointing": "grad_checkpointing",
+                "grad_accum": "grad_accum", "packing": "packing", "r": "r", "double_quant": "double_quant",
+                "num_virtual_tokens": "num_virtual_tokens", "encoder_hidden": "encoder_hidden_size",
+                "adapter_len": "adapter_len", "adapter_layers": "adapter_layers", "freeze_layers": "layers",
+                "galore_rank": "rank"}
+
+
+def setup_for(settings: dict, *, host: bool, precision: str, example_tokens: float = 0.0) -> TrainSetup:
+    """The setup of a plan's strategy settings (plan.TrainSettings dumped, or the config a RunResult carries)."""
+    sized = {key: settings[name] for key, name in SETUP_FIELDS.items() if settings.get(name) is not None}
+    if settings.get("target_modules"):
+        sized["targets"] = tuple(settings["target_modules"])
+    return TrainSetup(strategy=settings["strategy"], precision=precision, host=host, example_tokens=example_tokens, **sized)
+
+
+# Micro-batches of `batch` examples drawn at random vary in total length: sd = example x LENGTH_CV x sqrt(batch).
+# Activations peak with the largest micro-batch of a run, PEAK_SD sd above the mean (the largest of ~200 draws);
+# mean time includes the micro-batches that spill into a second row. Measured on 144 SST-2 pairs over 3 epochs
+# (SmolLM2 tokenizer, plain prompts: 31.1 tokens, sd 10.3): 8 a batch 248 mean / 330 largest, 4 a batch 124 / 183.
+LENGTH_CV = 0.33
+PEAK_SD = 2.8
+_NORMAL = [(z / 5, math.exp(-(z / 5) ** 2 / 2)) for z in range(-20, 21)]  # z from -4 to 4 and its density (unnormalised)
+
+
+def packed_positions(tokens: float, seq_len: int) -> float:
+    """Positions of `tokens` packed into rows of at most seq_len: one row as long as they are, or rows padded to ~seq_len."""
+    return tokens if tokens <= seq_len else math.ceil(tokens / seq_len) * seq_len
+
+
+def tokens_per_batch(setup: TrainSetup, peak: bool = False) -> float:
+    """Token positions the model computes in one micro-batch (padding and virtual tokens included), the mean one or
+    (`peak`) the largest of a run. Packed: examples fill rows of seq_len (runners/training.py); prompt learning and
+    unpacked runs: a row per example padded to the longest of its length group. Without `example_tokens`: full rows."""
     extra = setup.num_virtual_tokens if kind(setup.strategy) in ROW_PREFIX else 0
-    return setup.batch * (setup.seq_len + extra)
+    if not setup.example_tokens:
+        return setup.batch * (setup.seq_len + extra)
+    if extra or not setup.packing:
+        longest = setup.example_tokens * (1 + PEAK_SD * LENGTH_CV) if peak else setup.example_tokens
+        return setup.batch * (min(longest, setup.seq_len) + extra)
+    mean = setup.batch * setup.example_tokens
+    sd = setup.example_tokens * LENGTH_CV * math.sqrt(setup.batch)
+    if peak:
+        return packed_positions(mean + PEAK_SD * sd, setup.seq_len)
+    weights = sum(density for _, density in _NORMAL)
+    return sum(density * packed_positions(max(mean + z * sd, 0.0), setup.seq_len) for z, density in _NORMAL) / weights
+
+
+def row_width(setup: TrainSetup) -> float:
+    """The sequence length attention spans in a (mean) micro-batch."""
+    return min(setup.seq_len, tokens_per_batch(setup)) if setup.example_tokens else setup.seq_len
+
+
+def computed_tokens(setup: TrainSetup, tokens: float) -> float:
+    """Positions the model computes over to train on `tokens` tokens of examples: padding and virtual tokens too."""
+    if setup.example_tokens:
+        return tokens * tokens_per_batch(setup) / (setup.batch * setup.example_tokens)
+    if kind(setup.strategy) in ROW_PREFIX:
+        return tokens * (setup.seq_len + setup.num_virtual_tokens) / setup.seq_len
+    return tokens
 
 
 def training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
-    tokens = tokens_per_batch(setup)
+    tokens = tokens_per_batch(setup, peak=True)
     per_layer = activation_bytes_per_token_layer(shape, setup)
     if setup.grad_checkpointing:  # layer inputs (unless offloaded to host RAM), and one layer recomputed at a time
         kept = 0 if setup.activation_offloading else shape.layers * shape.hidden * setup.compute_bytes
@@ -412,16 +476,15 @@ def optimizer_step_bytes(shape: ModelShape, setup: TrainSetup) -> float:
 
 def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device,
                   tokens_per_step: float | None = None) -> float:
-    """Compute at the device's MFU for this micro-batch, plus one optimizer step per `tokens_per_step` x accumulation.
-    `tokens_per_step` defaults to full rows (packing): batch x sequence length."""
+    """Compute at the device's MFU for this micro-batch, plus one optimizer step per micro-batch x accumulation.
+    `tokens` are the examples' own; `tokens_per_step` (positions a micro-batch computes) defaults to the setup's layout."""
     per_step = tokens_per_step or tokens_per_batch(setup)
-    flops = tokens * train_flops_per_token(shape, setup.strategy, setup.seq_len, setup.grad_checkpointing,
-                                           setup.freeze_layers)
-    if kind(setup.strategy) in ROW_PREFIX:  # every row also carries the virtual tokens through the whole model
-        flops *= (setup.seq_len + setup.num_virtual_tokens) / setup.seq_len
+    positions = computed_tokens(setup, tokens)
+    flops = positions * train_flops_per_token(shape, setup.strategy, row_width(setup), setup.grad_checkpointing,
+                                              setup.freeze_layers)
     seconds = flops / (device.tflops * 1e12 * gpu_mfu(device, per_step))
     if device.bandwidth_gbs:
-        steps = tokens / per_step / max(setup.grad_accum, 1)
+        steps = positions / per_step / max(setup.grad_accum, 1)
         seconds += steps * optimizer_step_bytes(shape, setup) / (device.bandwidth_gbs * 1e9)
     return seconds * {"qlora": QLORA_SLOWDOWN, "dpo": DPO_PASSES}.get(kind(setup.strategy), 1.0)
 
@@ -432,7 +495,7 @@ CHECKPOINT_BYTES_PER_S = 400e6  # writing an epoch checkpoint (trainable weights
 def epoch_overhead_seconds(shape: ModelShape, setup: TrainSetup, workload: "Workload", device: Device) -> float:
     """What the training loop adds to its optimizer steps: the held-out eval loss (a forward pass, 2N a token) and
     an epoch checkpoint of the trainable weights and their two moments (fp32)."""
-    eval_flops = workload.held_out_tokens * 2 * shape.compute_params
+    eval_flops = computed_tokens(setup, workload.held_out_tokens) * 2 * shape.compute_params
     eval_seconds = eval_flops / (device.tflops * 1e12 * gpu_mfu(device, tokens_per_batch(setup)))
     checkpoint = trainable_params(shape, setup) * 12 * max(1.0, workload.epochs) / CHECKPOINT_BYTES_PER_S
     return eval_seconds + checkpoint
@@ -518,12 +581,19 @@ class StrategyEstimate:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
+def part_setup(setup: TrainSetup, part: str) -> TrainSetup:
+    """The setup of one part of a strategy: continued pre-training reads the corpus in full rows."""
+    if "corpus" in registry.get(part).needs:
+        return replace(setup, strategy=part, seq_len=CORPUS_ROW_TOKENS, example_tokens=0.0)
+    return replace(setup, strategy=part)
+
+
 def peak_memory(strategy: str, shape: ModelShape, setup: TrainSetup, workload: Workload) -> Memory:
     """The heaviest part of a strategy (rag+lora: LoRA training outweighs serving with passages)."""
     peaks = []
     for part in strategy.split("+"):
         if trains(part):
-            peaks.append(training_memory(shape, replace(setup, strategy=part)))
+            peaks.append(training_memory(shape, part_setup(setup, part)))
         else:
             prompt = workload.query_tokens + workload.extra_prompt_tokens(part) + workload.output_tokens
             peaks.append(inference_memory(shape, setup.precision, seq_len=prompt, batch=setup.batch, host=setup.host))
@@ -536,16 +606,16 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
     even when `device` is the CPU."""
     seconds, trainable = 0.0, 0
     for part in strategy.split("+"):
-        part_setup = replace(setup, strategy=part)
+        this = part_setup(setup, part)
         if trains(part):  # continued pre-training reads the corpus; the rest train on labelled examples
-            tokens = workload.corpus_tokens if "corpus" in registry.get(part).needs else workload.train_tokens
-            seconds += train_seconds(shape, part_setup, tokens, device)
-            if part != "cpt":
-                seconds += epoch_overhead_seconds(shape, part_setup, workload, device)
-            trainable = max(trainable, trainable_params(shape, part_setup))
+            corpus = "corpus" in registry.get(part).needs
+            seconds += train_seconds(shape, this, workload.corpus_tokens if corpus else workload.train_tokens, device)
+            if not corpus:
+                seconds += epoch_overhead_seconds(shape, this, workload, device)
+            trainable = max(trainable, trainable_params(shape, this))
         elif kind(part) == "features":  # one forward pass over the train set; the classifier's fit is negligible
             seconds += feature_seconds(shape, workload.train_tokens / max(workload.epochs, 1e-9), device)
-            trainable = trainable_params(shape, part_setup)
+            trainable = trainable_params(shape, this)
     peak = peak_memory(strategy, shape, setup, workload)
     on_gpu = peak_memory(strategy, shape, replace(setup, precision="bf16", host=False), workload)
     fits = fits_on(on_gpu, [d for d in candidates if d.is_gpu]) + fits_on(peak, [d for d in candidates if not d.is_gpu])

@@ -21,7 +21,7 @@ from base.data import load_corpus, load_examples, load_preferences
 from base.plan import Plan, RunSpec
 
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary
-PLAIN_TEMPLATE_TOKENS = 8  # "Review: ...\nSentiment:" around an example (the chat template: est.PROMPT_TEMPLATE_TOKENS)
+PLAIN_TEMPLATE_TOKENS = 8  # "Review: ...\nSentiment:" around an example (the chat template: est.TEMPLATE_TOKENS)
 SCORING_BATCH = 8  # runners.scoring's batch
 FORWARD_OVERHEAD_S = 0.05  # per batched forward on CPU: tokenising, padding, Python between kernels (prior)
 DECODE_STEP_S = 0.05  # per generated token of a batch at batch 1-8 on CPU (measured p50: 0.62 s for ~12 tokens)
@@ -88,13 +88,7 @@ def forward_seconds(tokens: float, shape: est.ModelShape, device: Device) -> flo
 
 
 def template_tokens(spec: RunSpec) -> int:
-    return est.PROMPT_TEMPLATE_TOKENS if spec.task.prompt_format == "chat" else PLAIN_TEMPLATE_TOKENS
-
-
-# est.TrainSetup field <- the settings field that sizes it, where a strategy's settings have one
-SETUP_FIELDS = {"r": "r", "num_virtual_tokens": "num_virtual_tokens", "encoder_hidden": "encoder_hidden_size",
-                "adapter_len": "adapter_len", "adapter_layers": "adapter_layers", "freeze_layers": "layers",
-                "galore_rank": "rank"}
+    return est.TEMPLATE_TOKENS["chat"] if spec.task.prompt_format == "chat" else PLAIN_TEMPLATE_TOKENS
 
 
 def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float:
@@ -104,11 +98,8 @@ def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float
         return est.feature_seconds(shape, count * prompt, device)
     if not entry.trains:
         return 0.0
-    sized = {key: getattr(settings, field) for key, field in SETUP_FIELDS.items() if hasattr(settings, field)}
-    setup = est.TrainSetup(strategy=spec.strategy.strategy, seq_len=settings.max_length, batch=settings.batch_size,
-                           grad_checkpointing=settings.grad_checkpointing, grad_accum=settings.grad_accum,
-                           precision="bf16" if device.is_gpu else "fp32", host=not device.is_gpu, **sized)
-    if "corpus" in entry.needs:
+    setup = est.setup_for(settings.model_dump(), host=not device.is_gpu, precision="bf16" if device.is_gpu else "fp32")
+    if "corpus" in entry.needs:  # full rows of max_length
         tokens = _corpus_tokens(spec.task.corpus) * settings.epochs
         row = settings.max_length
     else:  # a preference pair is two rows: the prompt with the chosen answer, the prompt with the rejected one
@@ -117,10 +108,11 @@ def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float
             spec.task.preferences if pairs else spec.task.train, spec.task.train_limit)
         row = min(prompt + target + template_tokens(spec), settings.max_length)
         tokens = count * (2 if pairs else 1) * (1 - settings.eval_fraction) * settings.epochs * row
+        setup = est.replace(setup, example_tokens=row)
     step_examples = settings.batch_size * settings.grad_accum
     if settings.max_steps is not None:
         tokens = min(tokens, settings.max_steps * step_examples * row)
-    return est.train_seconds(shape, setup, tokens, device, tokens_per_step=settings.batch_size * row)
+    return est.train_seconds(shape, setup, tokens, device)
 
 
 def scoring_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float:

@@ -51,34 +51,33 @@ class Comparison:
         return self.error(self.predicted_s, self.measured_s)
 
 
-def setup_from_config(config: dict) -> est.TrainSetup:
-    """The estimate's settings from a RunResult config (RunSpec JSON: strategy settings + device + dtype)."""
-    strategy = config.get("strategy") or {}
+def setup_from_config(config: dict, cost: dict) -> est.TrainSetup:
+    """The estimate's settings from a RunResult: its config (RunSpec JSON: strategy settings + device + dtype), and
+    the mean tokens of the examples it trained on (measured: tokens over examples a second)."""
     device = config.get("device", "cpu")
     dtype = config.get("dtype", "auto")
     precision = "fp32" if dtype == "float32" or (dtype == "auto" and device != "cuda") else "bf16"
-    return est.TrainSetup(
-        strategy=strategy.get("strategy", "zero_shot"), seq_len=strategy.get("max_length", 256),
-        batch=strategy.get("batch_size", 8), grad_checkpointing=strategy.get("grad_checkpointing", False),
-        precision=precision, r=strategy.get("r", 8),
-        targets=tuple(strategy.get("target_modules") or ("q_proj", "k_proj", "v_proj", "o_proj")),
-        num_virtual_tokens=strategy.get("num_virtual_tokens", 16), double_quant=strategy.get("double_quant", True),
-        host=device != "cuda",
-    )
+    example_tokens = (cost.get("tokens_per_s") or 0) / cost["examples_per_s"] if cost.get("examples_per_s") else 0.0
+    return est.setup_for(config.get("strategy") or {"strategy": "zero_shot"}, host=device != "cuda",
+                         precision=precision, example_tokens=example_tokens)
 
 
 def compare_run(result, device: est.Device, shape: est.ModelShape | None = None) -> Comparison:
     """One run's prediction next to its measurement. Inference-only runs compare memory at an 8-query batch."""
     config = result.config or {}
     shape = shape or est.model_shape(config.get("model") or result.model)
-    setup = setup_from_config(config)
-    device_kind = "cuda" if config.get("device") == "cuda" else "cpu"
     cost = result.cost or {}
+    setup = setup_from_config(config, cost)
+    device_kind = "cuda" if config.get("device") == "cuda" else "cpu"
     trained = est.trains(setup.strategy)
     if trained:
         memory = est.training_memory(shape, setup)
-        tokens = (cost.get("tokens_per_s") or 0) * (cost.get("train_time_s") or 0)
-        predicted_s = est.train_seconds(shape, setup, tokens, device) if tokens else None
+        tokens = cost.get("train_tokens") or (cost.get("tokens_per_s") or 0) * (cost.get("train_time_s") or 0)
+        held_out = (config.get("strategy") or {}).get("eval_fraction", 0.1)
+        load = est.Workload(train_tokens=tokens, held_out_tokens=tokens * held_out / (1 - held_out),
+                            epochs=cost.get("epochs_done") or 1.0)
+        predicted_s = (est.train_seconds(shape, setup, tokens, device)
+                       + est.epoch_overhead_seconds(shape, setup, load, device)) if tokens else None
     else:
         prompt = int((cost.get("prompt_tokens_per_query") or 64) + (cost.get("completion_tokens_per_query") or 0))
         memory = est.inference_memory(shape, setup.precision, seq_len=prompt, batch=1, host=setup.host)

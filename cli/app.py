@@ -101,7 +101,7 @@ def compare(
     plan: Path = typer.Argument(..., help="Plan YAML: model, tasks (your data files), strategies to compare."),
     overrides: list[str] = typer.Argument(None, help="`key=value` overrides, e.g. `seed=1 tasks.sst2.eval_limit=50 strategies.lora.r=16`."),
     output_dir: Optional[Path] = typer.Option(None, "--output", "-o", help="Results directory (default: the plan's output_dir)."),
-    only: list[str] = typer.Option([], "--only", help="Run only these strategies (names or labels; repeatable)."),
+    only: list[str] = typer.Option([], "--only", help="Run only these strategies (names or labels; repeatable or comma-separated: --only lora,qlora)."),
     forgetting: Optional[bool] = typer.Option(None, "--forgetting/--no-forgetting", help="Run the lm-eval forgetting checks after weight-changing runs (default: the plan's setting)."),
     rerun: bool = typer.Option(False, "--rerun", help="Run again even when a finished result with the same config exists."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate the plan and list the runs without running them."),
@@ -145,6 +145,7 @@ def compare(
     from base.results import RunStatus
     from runners.compare import compare_command
 
+    only = [name.strip() for item in only for name in item.split(",") if name.strip()]
     results = compare_command(plan=plan, overrides=overrides or [], output_dir=output_dir, only=only,
                               forgetting=forgetting, rerun=rerun, dry_run=dry_run, estimate=plan_seconds)
     if any(result.status is not RunStatus.ok for result in results):

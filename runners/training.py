@@ -64,6 +64,8 @@ class TrainStats:
     resumed_from: int | None = None  # the epoch whose checkpoint this run continued from
     examples_seen: int = 0
     tokens_seen: int = 0
+    positions_seen: int = 0  # on this process: rows x width of every micro-batch it computed, padding included
+    peak_batch_positions: int = 0  # the largest micro-batch tensor (rows x width): what activations peak with
 
 
 @dataclass
@@ -431,6 +433,9 @@ def train(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: An
                 stats.steps += 1
                 stats.examples_seen += sum(len(group) for group in window)
                 stats.tokens_seen += sum(lengths[i] for group in window for i in group)
+                shapes = [batch["input_ids"].numel() for batch in batches if batch is not None]
+                stats.positions_seen += sum(shapes)
+                stats.peak_batch_positions = max([stats.peak_batch_positions, *shapes])
                 stats.train_loss.append([stats.steps, round(loss, 5)])
                 stats.learning_rate.append(lr)
                 advance(1, loss=loss)
@@ -612,6 +617,7 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
         "train_time_s": round(stats.train_time_s, 3), "examples_per_s": round(stats.examples_per_s, 3),
         "tokens_per_s": round(stats.tokens_per_s, 1), "peak_memory_mb": round(peak.peak_mb, 1),
         "trainable_params": trainable, "total_params": total, "adapter_size_mb": round(common.folder_size_mb(saved), 4),
+        "train_tokens": stats.tokens_seen, "padded_tokens": stats.positions_seen, "peak_batch_tokens": stats.peak_batch_positions,
         "train_steps": stats.steps, "epochs_done": stats.epochs_done, "stopped_early": stats.stopped_early,
         "resumed_from_epoch": stats.resumed_from, "processes": accelerator.num_processes,
     }
