@@ -522,14 +522,17 @@ def device_training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
     return replace(own, training_state=own.training_state + ddp_bucket_bytes(shape, setup))
 
 
-def parallel_train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device) -> float:
+def parallel_train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device,
+                           tokens_per_step: float | None = None) -> float:
     """train_seconds over `setup.processes` GPUs: each trains on its share of every micro-batch (a smaller micro-batch
     runs at a lower MFU) and steps the optimizer as often as one GPU would, at SCALING_EFFICIENCY. The optimizer
-    step is counted whole on every GPU, an overestimate under sharding (each steps 1/N), small beside the matmuls."""
+    step is counted whole on every GPU, an overestimate under sharding (each steps 1/N), small beside the matmuls.
+    `tokens_per_step`: the global micro-batch's tokens, as train_seconds takes them."""
     if setup.processes == 1:
-        return train_seconds(shape, setup, tokens, device)
+        return train_seconds(shape, setup, tokens, device, tokens_per_step)
     share = device_share(setup)
-    seconds = train_seconds(shape, share, tokens / setup.processes, device, tokens_per_step=tokens_per_batch(share))
+    per_step = (tokens_per_step or tokens_per_batch(setup)) * tokens_per_batch(share) / tokens_per_batch(setup)
+    seconds = train_seconds(shape, share, tokens / setup.processes, device, tokens_per_step=per_step)
     return seconds / SCALING_EFFICIENCY[setup.distributed]
 
 

@@ -3,14 +3,17 @@ GPUs, and the launch `advise` proposes: ddp for adapters, fsdp where whole-model
 mode per plan, written as a launch section that compare's loader and launch check accept."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
 
 from advisor import estimate as est
 from advisor.advise_cmd import estimate_rows, launch_summary, write_plan
-from advisor.engine import plan_strategies, recommend
+from advisor.engine import Recommendation, plan_strategies, recommend
+from advisor.plan_time import plan_times
 from advisor.hardware import GIB, Device
 from advisor.questions import Answers
 from base.errors import AdaptError
@@ -126,14 +129,19 @@ def test_the_better_ranked_strategy_decides_the_mode():
     assert rec.ruled_out["full_ft"][0].startswith("launch: fits 8 GPUs only sharded")
 
 
+def advised_plan(folder: Path, given: dict) -> tuple[Recommendation, Path]:
+    """recommend() on answers naming real (tiny) data files, its plan written as `advise` writes it."""
+    files = {name: folder / f"{name}.jsonl" for name in ("train", "eval", "corpus")}
+    for file in files.values():
+        file.write_text((json.dumps({"text": "a fine film " * 50, "label": "positive"}) + "\n") * 200, encoding="utf-8")
+    rec = recommend(replace(answers(**given), **{name: str(file) for name, file in files.items()}), plan_dir=folder)
+    write_plan(rec.plan_yaml, folder / "plan.yaml")
+    return rec, folder / "plan.yaml"
+
+
 @pytest.mark.parametrize("given", [FOUR_L4, FOUR_A100_FULL], ids=["ddp", "fsdp"])
 def test_the_written_plan_loads_and_compare_would_launch_it(tmp_path, given):
-    files = {name: tmp_path / f"{name}.jsonl" for name in ("train", "eval", "corpus")}
-    for file in files.values():
-        file.write_text('{"text": "a fine film", "label": "positive"}\n', encoding="utf-8")
-    rec = recommend(replace(answers(**given), **{name: str(file) for name, file in files.items()}), plan_dir=tmp_path)
-    plan_file = tmp_path / "plan.yaml"
-    write_plan(rec.plan_yaml, plan_file)
+    rec, plan_file = advised_plan(tmp_path, given)
     plan = load_plan(plan_file)
     assert plan.launch.num_processes == 4 and plan.launch.distributed == rec.launch["distributed"]
     assert plan.launch.mixed_precision == "bf16"
@@ -151,3 +159,13 @@ def test_one_gpu_or_a_cpu_writes_no_launch_section(given):
     assert rec.launch == {} and "launch" not in yaml.safe_load(rec.plan_yaml)
     assert all(e.processes == 1 and e.distributed == "" for e in rec.estimates.values())
     assert launch_summary(rec) is None
+
+
+def test_the_dry_run_times_training_over_the_plans_gpus(tmp_path):
+    _, plan_file = advised_plan(tmp_path, FOUR_L4)
+    times = {count: {t.run_id.split("__")[1]: t.train_s for t in plan_times(plan, run_specs(plan, device="cuda"))}
+             for count, plan in ((4, load_plan(plan_file)),
+                                 (1, load_plan(plan_file, ["launch.num_processes=1", "launch.distributed=none"])))}
+    assert times[4]["zero_shot"] == times[1]["zero_shot"] == 0
+    # 4 GPUs at most 4x faster; the communication prior and smaller per-GPU micro-batches take some of that back
+    assert times[1]["lora"] / 4 < times[4]["lora"] < times[1]["lora"] / 2
