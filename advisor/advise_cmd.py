@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from advisor.engine import Recommendation, recommend, rerank
+from advisor.engine import Recommendation, plan_strategies, recommend, rerank, training_device
 from advisor.hardware import GPUS, checked_gpus
 from advisor.questions import PATH_KEYS, QUESTIONS, Answers, Question, apply_sets, display, load_answers, missing_path, parse_value
 from advisor.rules import describe
@@ -147,7 +147,8 @@ def estimate_rows(rec: Recommendation) -> list[list[str]]:
     rows = []
     for rank, (strategy, points) in enumerate(rec.ranking, 1):
         e = rec.estimates[strategy]
-        rows.append([str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB{band(e.memory_band_pct)}",
+        per_gpu = "/GPU" if e.processes > 1 else ""
+        rows.append([str(rank), strategy, f"{points:g}", f"{e.peak_memory_gib:.1f} GiB{per_gpu}{band(e.memory_band_pct)}",
                      human_time(e.train_hours) + (band(e.time_band_pct) if e.train_hours > 0 else ""),
                      dollars(e.usd_train), dollars(e.usd_per_1m_queries), fits_summary(e.fits)])
     return rows
@@ -177,8 +178,19 @@ def render(rec: Recommendation, plan_out: Path, console: Console) -> None:
     for warning in rec.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"Plan written to [bold]{plan_out}[/] — run it with `adapt compare {plan_out}`.")
-    for line in plan_summary(rec.plan_yaml, Path(plan_out)):
+    for line in plan_summary(rec.plan_yaml, Path(plan_out)) + ([launch] if (launch := launch_summary(rec)) else []):
         console.print(f"  {line}", highlight=False)
+
+
+def launch_summary(rec: Recommendation) -> str | None:
+    """The plan's launch in a line, with the per-GPU peak of its heaviest training run; None for one process."""
+    if not rec.launch:
+        return None
+    trained = [s for s in plan_strategies(rec.ranking) if registry.get(s).trains]
+    peak = max(rec.estimates[s].peak_memory_gib for s in trained)
+    config = f", {rec.launch['config_file']}" if "config_file" in rec.launch else ""
+    return (f"launch: {rec.launch['num_processes']} processes, {rec.launch['distributed']}{config} (per-GPU peak "
+            f"{peak:.1f} GiB of {training_device(rec.answers).memory_gib:g})")
 
 
 def plan_summary(plan_yaml: str, plan_out: Path) -> list[str]:

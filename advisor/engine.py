@@ -30,6 +30,11 @@ EVAL_BUDGET_SHARE = 0.25  # of the time budget, what scoring every strategy's ev
 SCORING_OVERHEAD_S = 0.05  # per scored item on a CPU: batching, tokenising, Python between kernels (prior)
 CPU_FORGETTING = {"benchmarks": ["arc_easy", "winogrande", "piqa"], "limit": 25}  # what a CPU finishes in minutes
 GPU_FORGETTING = {"limit": 50}  # every benchmark
+MEMORY_HEADROOM = 0.95  # share of a device's memory an estimate may fill and still count as fitting
+# The shipped accelerate config (configs/launch/) a plan names for a mode, and the process count it was written for
+# (None: any, the plan's num_processes overriding it). The FSDP file holds what the sharded estimate assumes (full
+# shard, a decoder layer a unit, backward prefetch) and is what runs for `distributed: fsdp` anyway.
+SHIPPED_LAUNCH = {"ddp": ("8gpu-ddp", 8), "fsdp": ("8gpu-fsdp", None)}
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Recommendation:
     estimates: dict[str, est.StrategyEstimate]
     device: str  # what time and $ are estimated on
     plan_yaml: str
+    launch: dict = field(default_factory=dict)  # the plan's launch section: empty for one process
     measured: list[dict] = field(default_factory=list)  # filled by rerank
     overturned: list[str] = field(default_factory=list)
 
@@ -65,6 +71,7 @@ class Recommendation:
             "warnings": self.warnings,
             "estimates": {s: e.to_dict() for s, e in self.estimates.items()},
             "estimated_on": self.device,
+            "launch": self.launch,
             "measured": self.measured,
             "overturned": self.overturned,
             "answers": self.answers.answered(),
@@ -89,13 +96,23 @@ def score(answers: Answers) -> tuple[dict[str, float], list[FiredRule], dict[str
 
 
 def training_device(answers: Answers) -> Device:
+    """One GPU of the machine (memory and throughput are one GPU's: each of `gpu_count` processes is sized on its
+    own), priced as all of them; or this machine's CPU."""
     if answers.cpu_only:
         return local_cpu()
     gpu = GPUS[answers.gpu or DEFAULT_GPU]
     if answers.gpu_hour_usd is not None:
         gpu = replace(gpu, usd_per_hour=answers.gpu_hour_usd)
-    return replace(gpu, name=f"{answers.gpu_count}x {gpu.name}", memory_gib=gpu.memory_gib * answers.gpu_count,
-                   tflops=gpu.tflops * answers.gpu_count, usd_per_hour=gpu.usd_per_hour * answers.gpu_count)
+    return replace(gpu, name=f"{answers.gpu_count}x {gpu.name}", usd_per_hour=gpu.usd_per_hour * answers.gpu_count)
+
+
+def processes(answers: Answers, device: Device) -> int:
+    """Training processes a run of the plan starts: one per GPU, one on a CPU."""
+    return answers.gpu_count if device.is_gpu else 1
+
+
+def fits(estimate: est.StrategyEstimate, device: Device) -> bool:
+    return estimate.peak_memory_gib <= device.memory_gib * MEMORY_HEADROOM
 
 
 def example_tokens(answers: Answers) -> int:
@@ -142,23 +159,40 @@ def few_shot_k(answers: Answers) -> int:
     return 2 if (answers.context_window or 4096) < 2048 else 4
 
 
-def estimate_all(answers: Answers, shape: est.ModelShape, device: Device) -> tuple[dict[str, est.StrategyEstimate], dict[str, bool]]:
-    """Estimates per strategy; gradient checkpointing is switched on where it is what makes a strategy fit."""
-    load, estimates, checkpointing = workload(answers), {}, {}
+def estimate_all(answers: Answers, shape: est.ModelShape, device: Device, modes: tuple[str, ...] = ("ddp", "fsdp")
+                 ) -> tuple[dict[str, est.StrategyEstimate], dict[str, est.TrainSetup]]:
+    """Estimates per strategy, and the setup each was estimated with: gradient checkpointing, a smaller micro-batch
+    (with accumulation) and on several GPUs sharding (one of `modes`) where they make a strategy fit (fitted_estimate)."""
+    load, estimates, setups = workload(answers), {}, {}
     trained_examples = math.floor((answers.labelled_examples or 0) * (1 - HELD_OUT))
     # a micro-batch is PLAN_BATCH examples (as Trainer counts them; fewer when there are fewer), packed into rows
     base = est.TrainSetup(seq_len=max_length_for(answers), batch=max(1, min(PLAN_BATCH, trained_examples)),
                           example_tokens=load.query_tokens, precision="bf16" if device.is_gpu else "fp32",
                           host=not device.is_gpu)
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
+    base = replace(base, processes=processes(answers, device))
     for strategy in strategies():
-        estimate = est.estimate_strategy(strategy, shape, base, load, device, candidates)
-        if estimate.peak_memory_gib > device.memory_gib * 0.95 and est.trains(strategy):
-            saved = est.estimate_strategy(strategy, shape, replace(base, grad_checkpointing=True), load, device, candidates)
-            if saved.peak_memory_gib < estimate.peak_memory_gib:
-                estimate, checkpointing[strategy] = saved, True
-        estimates[strategy] = estimate
-    return estimates, checkpointing
+        estimates[strategy], setups[strategy] = fitted_estimate(strategy, shape, base, load, device, candidates, modes)
+    return estimates, setups
+
+
+def fitted_estimate(strategy: str, shape: est.ModelShape, setup: est.TrainSetup, load: est.Workload, device: Device,
+                    candidates: list[Device], modes: tuple[str, ...]) -> tuple[est.StrategyEstimate, est.TrainSetup]:
+    """The first way to train `strategy` whose peak fits one device, else the one with the smallest peak, with the
+    setup it takes. Each of `modes` as is, then each with gradient checkpointing, then checkpointed with the micro-batch
+    halved and the gradients accumulated over the halves (the same examples a step) down to one example a process;
+    sharding (fsdp) only where the strategy can be sharded, after DDP, so on several GPUs adapters take DDP and
+    whole-model training shards only when a replica would not fit."""
+    if not est.trains(strategy):
+        return est.estimate_strategy(strategy, shape, setup, load, device, candidates), setup
+    usable = [mode for mode in modes if mode not in est.SHARDED or est.shardable(strategy)] if setup.processes > 1 else []
+    usable = usable or ["ddp"]
+    micro = [setup.batch >> halved for halved in range(1, setup.batch.bit_length()) if setup.batch >> halved >= setup.processes]
+    ways = [replace(setup, distributed=mode, grad_checkpointing=checkpointed) for checkpointed in (False, True) for mode in usable]
+    ways += [replace(setup, distributed=mode, grad_checkpointing=True, batch=batch, grad_accum=setup.batch // batch)
+             for batch in micro for mode in usable]
+    tried = [(est.estimate_strategy(strategy, shape, way, load, device, candidates), way) for way in ways]
+    return next((way for way in tried if fits(way[0], device)), min(tried, key=lambda way: way[0].peak_memory_gib))
 
 
 def recommend(answers: Answers, plan_dir: Path = Path(".")) -> Recommendation:
@@ -168,19 +202,87 @@ def recommend(answers: Answers, plan_dir: Path = Path(".")) -> Recommendation:
     warnings = contradictions(answers)
     shape = est.model_shape(answers.model)
     device = training_device(answers)
-    estimates, checkpointing = estimate_all(answers, shape, device)
-    for strategy, estimate in estimates.items():
-        if strategy in ruled_out or not est.trains(strategy) or answers.gpu is None:
-            continue
-        if estimate.peak_memory_gib > device.memory_gib * 0.95:
-            because = f"needs ~{estimate.peak_memory_gib:.1f} GiB to train, {device.name} has {device.memory_gib:g} GiB"
-            ruled_out[strategy] = [f"hardware_fit: {because}"]
-            fired.append(FiredRule("hardware_fit", because, {strategy: OUT}))
-    ranking = sorted(((s, round(scores[s], 2)) for s in strategies() if s not in ruled_out), key=lambda item: -item[1])
+    estimates, setups = estimate_all(answers, shape, device)
+    if answers.gpu is not None:
+        rule_out_unfit(estimates, device, ruled_out, fired)
+
+    def viable() -> list[tuple[str, float]]:
+        return sorted(((s, round(scores[s], 2)) for s in strategies() if s not in ruled_out), key=lambda item: -item[1])
+
+    mode, excluded = launch_mode(viable(), estimates)
+    for strategy, because in excluded.items():
+        rule_out(strategy, "launch", because, ruled_out, fired)
+    if mode in est.SHARDED:  # the strategies that fitted a replica run sharded too: estimate them as they will run
+        sharded, sharded_setups = estimate_all(answers, shape, device, modes=(mode,))
+        for strategy, _ in viable():
+            if est.trains(strategy):
+                estimates[strategy], setups[strategy] = sharded[strategy], sharded_setups[strategy]
+        if answers.gpu is not None:
+            rule_out_unfit(estimates, device, ruled_out, fired)
+    ranking = viable()
     warnings += _unanswered(answers) + _budget_warnings(budget_hours(answers, device), estimates, ranking)
-    plan = build_plan(answers, ranking, estimates, checkpointing, device, warnings, plan_dir)
+    launch = launch_section(answers, device, mode, plan_strategies(ranking))
+    plan = build_plan(answers, ranking, estimates, setups, device, warnings, plan_dir, launch)
     return Recommendation(answers, ranking, fired, ruled_out, warnings, estimates,
-                          device.name + ("" if answers.gpu else " (assumed: answer `gpu`)"), plan)
+                          device.name + ("" if answers.gpu else " (assumed: answer `gpu`)"), plan, launch)
+
+
+def rule_out(strategy: str, rule_id: str, because: str, ruled_out: dict[str, list[str]], fired: list[FiredRule]) -> None:
+    ruled_out[strategy] = [f"{rule_id}: {because}"]
+    fired.append(FiredRule(rule_id, because, {strategy: OUT}))
+
+
+def rule_out_unfit(estimates: dict[str, est.StrategyEstimate], device: Device, ruled_out: dict[str, list[str]],
+                   fired: list[FiredRule]) -> None:
+    """hardware_fit: training that does not fit one device even checkpointed (and, on several GPUs, sharded)."""
+    for strategy, estimate in estimates.items():
+        if strategy in ruled_out or not est.trains(strategy) or fits(estimate, device):
+            continue
+        if estimate.processes > 1:
+            because = (f"needs ~{estimate.peak_memory_gib:.1f} GiB per GPU to train ({estimate.distributed} over "
+                       f"{estimate.processes} GPUs), one {device.name.split('x ', 1)[-1]} has {device.memory_gib:g} GiB")
+        else:
+            because = f"needs ~{estimate.peak_memory_gib:.1f} GiB to train, {device.name} has {device.memory_gib:g} GiB"
+        rule_out(strategy, "hardware_fit", because, ruled_out, fired)
+
+
+def launch_mode(ranking: list[tuple[str, float]], estimates: dict[str, est.StrategyEstimate]) -> tuple[str, dict[str, str]]:
+    """The plan's one launch mode (its `launch:` section holds for every run) and the strategies it rules out, why.
+
+    DDP, unless a viable strategy fits its GPUs only sharded (full fine-tuning or CPT of a model whose replica does
+    not fit). Adapters cannot be sharded (est.SHARDABLE_KINDS), so when both are viable the mode that keeps more of
+    the plan's candidates runs (on a tie, the mode of the better-ranked one): a comparison of one strategy is no
+    comparison. What the mode excludes can run in a plan of its own with the other mode."""
+    trained = [s for s, _ in ranking if est.trains(s)]
+    needs_sharding = [s for s in trained if estimates[s].distributed in est.SHARDED]
+    unshardable = [s for s in trained if not est.shardable(s)]
+    if not needs_sharding:
+        return "ddp", {}
+    candidates = trained[:PLAN_CANDIDATES]
+    lost_under_ddp = [s for s in candidates if s in needs_sharding]
+    lost_under_fsdp = [s for s in candidates if s in unshardable]
+    sharded_first = not unshardable or trained.index(needs_sharding[0]) < trained.index(unshardable[0])
+    if len(lost_under_fsdp) < len(lost_under_ddp) or (len(lost_under_fsdp) == len(lost_under_ddp) and sharded_first):
+        return "fsdp", {s: (f"cannot be sharded, and the plan shards with fsdp for {', '.join(lost_under_ddp or needs_sharding[:1])}, "
+                            "whose replica does not fit one GPU: run it in a plan with launch: {distributed: ddp}")
+                        for s in unshardable}
+    return "ddp", {s: (f"fits {estimates[s].processes} GPUs only sharded ({estimates[s].peak_memory_gib:.1f} GiB per "
+                       f"GPU under {estimates[s].distributed}), and the plan runs ddp for {', '.join(lost_under_fsdp or unshardable[:1])}, "
+                       "which cannot be sharded: run it in a plan with launch: {distributed: fsdp}")
+                   for s in needs_sharding}
+
+
+def launch_section(answers: Answers, device: Device, mode: str, chosen: list[str]) -> dict:
+    """The plan's `launch:` section: one process per GPU for training runs, bf16 autocast, the shipped accelerate
+    config for the mode where there is one; none for one process (a CPU, one GPU) or a plan that trains nothing."""
+    count = processes(answers, device)
+    if count == 1 or not any(est.trains(s) for s in chosen):
+        return {}
+    section = {"num_processes": count, "distributed": mode, "mixed_precision": "bf16"}
+    config, written_for = SHIPPED_LAUNCH[mode]
+    if written_for in (None, count):
+        section["config_file"] = config
+    return section
 
 
 def _unanswered(answers: Answers) -> list[str]:
@@ -224,10 +326,11 @@ def plan_strategies(ranking: list[tuple[str, float]]) -> list[str]:
     return chosen
 
 
-def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEstimate, checkpointing: bool,
+def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEstimate, setup: est.TrainSetup,
                       budget: float | None) -> dict:
     """Sensible settings per strategy, sized from the answers (rank from data size, steps from the budget in hours);
-    what is sized follows the strategy's estimate kind, so a registered strategy gets the settings of its kind."""
+    what is sized follows the strategy's estimate kind, so a registered strategy gets the settings of its kind. Row
+    length, micro-batch, accumulation and checkpointing are the `setup` the estimate was made with."""
     n_examples = answers.labelled_examples or 0
     entry = registry.get(strategy)
     if entry.estimate == "demos":
@@ -237,20 +340,23 @@ def strategy_settings(strategy: str, answers: Answers, estimate: est.StrategyEst
     if not entry.trains:
         return {"strategy": strategy}
     settings: dict = {"strategy": strategy, "epochs": epochs_for(answers), "max_length": max_length_for(answers),
-                      "batch_size": PLAN_BATCH}
+                      "batch_size": setup.batch}
     if entry.estimate in est.LORA_KINDS:
         rank = LoraSettings.model_fields["r"].default * (2 if n_examples >= 2000 else 1)
         settings.update(r=rank, alpha=2 * rank)
     if "corpus" in entry.needs:  # continued pre-training: one pass over the corpus, longer rows
         settings.update(epochs=1.0, max_length=est.CORPUS_ROW_TOKENS)
-    if checkpointing:
+    if setup.grad_accum > 1:
+        settings["grad_accum"] = setup.grad_accum
+    if setup.grad_checkpointing:
         settings["grad_checkpointing"] = True
     if budget is not None and estimate.train_hours > budget:
         load = workload(answers)
-        if "corpus" in entry.needs:  # raw text cut into max_length windows, batch_size windows a step
-            total_steps = load.corpus_tokens / (settings["max_length"] * settings["batch_size"])
-        else:  # batch_size examples a step, however packing lays them out
-            total_steps = load.train_tokens / load.query_tokens / settings["batch_size"]
+        per_step = setup.batch * setup.grad_accum
+        if "corpus" in entry.needs:  # raw text cut into max_length windows, batch_size windows a micro-batch
+            total_steps = load.corpus_tokens / (settings["max_length"] * per_step)
+        else:  # batch_size examples a micro-batch, however packing lays them out
+            total_steps = load.train_tokens / load.query_tokens / per_step
         settings["max_steps"] = max(1, math.floor(total_steps * budget / estimate.train_hours))
     return settings
 
@@ -276,9 +382,10 @@ def eval_limit_for(answers: Answers, chosen: list[str], shape: est.ModelShape, d
     return max(fewest, min(most, math.floor(budget * 3600 * EVAL_BUDGET_SHARE / item_seconds)))
 
 
-def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: dict, checkpointing: dict, device: Device,
-               warnings: list[str], plan_dir: Path = Path(".")) -> str:
-    """A plan `adapt compare` runs as is; placeholders (and a warning) where the answers name no file."""
+def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: dict, setups: dict, device: Device,
+               warnings: list[str], plan_dir: Path = Path("."), launch: dict | None = None) -> str:
+    """A plan `adapt compare` runs as is; placeholders (and a warning) where the answers name no file. `launch`: the
+    plan's launch section (launch_section), left out when empty."""
     chosen = plan_strategies(ranking)
     task: dict = {"name": answers.task_name, "type": answers.task_type or "classification",
                   "eval": from_plan_dir(answers.eval or "data/eval.jsonl", plan_dir),
@@ -305,12 +412,13 @@ def build_plan(answers: Answers, ranking: list[tuple[str, float]], estimates: di
         "model": answers.model,
         "output_dir": from_plan_dir(f"results/{answers.task_name}", plan_dir),
         "tasks": [task],
-        "strategies": [strategy_settings(s, answers, estimates[s], checkpointing.get(s, False), budget_hours(answers, device))
+        "strategies": [strategy_settings(s, answers, estimates[s], setups[s], budget_hours(answers, device))
                        for s in chosen],
         "forgetting": {"enabled": any(registry.get(s).changes_weights for s in chosen),
                        **(GPU_FORGETTING if device.is_gpu else CPU_FORGETTING)},
         "cost": {"gpu_hour_usd" if device.is_gpu else "cpu_hour_usd": round(device.usd_per_hour, 4),
                  "usd_per_1m_input_tokens": workload(answers).usd_per_1m_input_tokens},
+        **({"launch": launch} if launch else {}),
     }
     header = (f"# Written by `adapt advise`: ranking {', '.join(s for s, _ in ranking[:5])}.\n"
               "# Run it with `adapt compare {this file}`. Relative paths are relative to this file's folder.\n")

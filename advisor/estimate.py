@@ -5,6 +5,8 @@ the optimizer step (both at once with gradient accumulation), times the caching 
 Time = tokens x FLOPs per token (6N full, 4N frozen base, +2N with gradient checkpointing) / (peak x MFU), with
 the MFU of the GPU's class falling off for small micro-batches, plus the optimizer step's memory traffic.
 Queries pay for their extra prompt tokens (few-shot demos, retrieved passages); adapters pay none.
+Several GPUs: memory is one GPU's (DDP: a whole replica; FSDP/ZeRO-3: 1/N of the state plus the gathered layers),
+time is N GPUs' at a stated scaling efficiency rather than one GPU N times as large.
 Pure arithmetic, no torch: `adapt advise` runs it before anything is downloaded. Which formula sizes a strategy
 is its registry entry's `estimate` kind (base.registry.ESTIMATES), so a
 newly registered strategy is estimated like its kind; defaults (LoRA rank and targets, virtual tokens,
@@ -200,10 +202,17 @@ class TrainSetup:
     packing: bool = True  # examples concatenated into rows (runners/training.py); off: a row per example, padded
     example_tokens: float = 0.0  # mean tokens of a training example: micro-batches of `batch` examples packed into
     # rows of at most seq_len, as runners/training.py lays them out; 0: `batch` full rows (corpus windows, the published runs)
+    processes: int = 1  # GPUs training together, one process each: `batch` is the global micro-batch they split
+    distributed: str = "ddp"  # how several processes hold the model: ddp (each a replica) | fsdp | deepspeed (sharded)
 
     @property
     def compute_bytes(self) -> int:
         return 4 if self.precision == "fp32" else 2
+
+    @property
+    def param_bytes(self) -> int:
+        """Bytes of a base weight (and of its gradient): fp32 on a CPU and with an fp32 master copy, else bf16."""
+        return 4 if self.precision in ("fp32", "mixed") else 2
 
 
 @dataclass
@@ -274,7 +283,7 @@ def weight_bytes(shape: ModelShape, setup: TrainSetup) -> float:
         per_param = NF4_BYTES if setup.double_quant else NF4_BYTES_SINGLE_QUANT
         quantised = shape.layers * shape.layer_linear_params
         return quantised * per_param + (shape.params - quantised) * setup.compute_bytes
-    return shape.params * (4 if setup.precision in ("fp32", "mixed") else 2)
+    return shape.params * setup.param_bytes
 
 
 MOMENT_BYTES = {"adamw": None, "adamw_8bit": 2, "paged_adamw_8bit": 0}  # None: two moments in the weights' precision
@@ -293,7 +302,7 @@ def optimizer_state_bytes(shape: ModelShape, setup: TrainSetup) -> float:
         raise AdaptError(f"unknown optimizer {setup.optimizer!r}", field="optimizer", hint=f"choose from {list(MOMENT_BYTES)}")
     moment = MOMENT_BYTES[setup.optimizer]
     if moment is None:
-        moment = 2 * (4 if setup.precision in ("fp32", "mixed") else 2)
+        moment = 2 * setup.param_bytes
     master = 4 if setup.precision == "mixed" else 0
     return n * (moment + master)
 
@@ -315,7 +324,7 @@ def gradient_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     n = trainable_params(shape, setup)
     if not whole_weights(setup.strategy):
         return n * 2 * _adapter_bytes(setup)  # adapter gradients + the adapter weights (not counted in the base)
-    grad = 4 if setup.precision in ("fp32", "mixed") else 2
+    grad = setup.param_bytes
     if setup.optimizer_in_backward:
         return max(shape.vocab * shape.hidden, max(a * b for a, b in shape.linears().values())) * grad
     return n * grad
@@ -428,6 +437,22 @@ def inference_memory(shape: ModelShape, precision: str = "bf16", seq_len: int = 
                   host=host, runtime=HOST_RUNTIME_BYTES if host else 0.0)
 
 
+SKLEARN_RUNTIME_BYTES = 108 * 2**20  # scikit-learn's import in a run's RSS, beside torch + transformers + peft (443 -> 551 MB)
+
+
+def feature_memory(shape: ModelShape, precision: str, example_tokens: float, host: bool = False) -> Memory:
+    """feature_based: a no-grad forward of its settings' batch of padded rows (the longest of a run, as for training)
+    keeping every layer's hidden state, with logits at every position (a causal LM's forward computes them all);
+    scikit-learn's logistic regression lives in the same process."""
+    setup = TrainSetup(strategy="zero_shot", precision=precision)
+    rows = _default(FeatureBasedSettings, "batch_size")
+    width = min(example_tokens * (1 + PEAK_SD * LENGTH_CV), _default(FeatureBasedSettings, "max_length"))
+    tokens = rows * width
+    hidden_states = (shape.layers + 1) * shape.hidden * setup.compute_bytes * tokens
+    return Memory(weights=weight_bytes(shape, setup), activations=hidden_states, logits=tokens * shape.vocab * 4,
+                  host=host, runtime=HOST_RUNTIME_BYTES + SKLEARN_RUNTIME_BYTES if host else 0.0)
+
+
 # --- time and money --------------------------------------------------------------------------------------
 
 
@@ -471,7 +496,7 @@ def optimizer_step_bytes(shape: ModelShape, setup: TrainSetup) -> float:
     n = trainable_params(shape, setup)
     if not whole_weights(setup.strategy):
         return n * OPTIMIZER_ACCESSES * _adapter_bytes(setup)
-    return n * OPTIMIZER_ACCESSES * (4 if setup.precision in ("fp32", "mixed") else 2)
+    return n * OPTIMIZER_ACCESSES * setup.param_bytes
 
 
 def train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device,
@@ -506,6 +531,87 @@ def feature_seconds(shape: ModelShape, tokens: float, device: Device) -> float:
     batch_size rows (padded to the longest: max_length at most)."""
     batch = _default(FeatureBasedSettings, "batch_size") * _default(FeatureBasedSettings, "max_length")
     return tokens * 2 * shape.compute_params / (device.tflops * 1e12 * gpu_mfu(device, batch))
+
+
+# --- several GPUs ------------------------------------------------------------------------------------------
+# A run over N GPUs (runners.training under `accelerate launch`) splits every global micro-batch between its processes.
+# DDP keeps a whole replica on each GPU; FSDP full shard and DeepSpeed ZeRO-3 split weights, gradients and optimizer
+# state 1/N and gather one decoder layer at a time (configs/launch/8gpu-fsdp.yaml: transformer-layer wrapping).
+
+SHARDED = ("fsdp", "deepspeed")
+# Kinds compare can shard. FSDP flattens each wrapped layer into one tensor of one dtype, so PEFT adapters (kept in
+# fp32 beside bf16 base weights: "Must flatten tensors with uniform dtype"), QLoRA's uint8 4-bit weights and the
+# prompt-learning kinds cannot be wrapped as runners build them; GaLore projects 2-D gradients, which FSDP flattens.
+SHARDABLE_KINDS = ("full", "freeze")
+SCALING_EFFICIENCY = {"ddp": 0.9, "fsdp": 0.8, "deepspeed": 0.8}  # a prior, not fitted: the share of N x one GPU's
+# throughput left after communication. DDP all-reduces the gradients once a step, overlapped with backward; FSDP and
+# ZeRO-3 all-gather every layer in forward and again in backward and reduce-scatter its gradient (~1.5x DDP's traffic).
+
+
+def shardable(strategy: str) -> bool:
+    """Whether every trained part of a strategy can run under FSDP / ZeRO-3 (see SHARDABLE_KINDS)."""
+    return all(kind(part) in SHARDABLE_KINDS for part in strategy.split("+") if trains(part))
+
+
+def device_share(setup: TrainSetup) -> TrainSetup:
+    """One process's part of a multi-GPU run: its share of the global micro-batch, alone on its GPU."""
+    return replace(setup, batch=math.ceil(setup.batch / setup.processes), processes=1)
+
+
+def ddp_bucket_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """DDP all-reduces through flat gradient buckets of its own (accelerate leaves gradient_as_bucket_view off): a
+    second copy of every trainable parameter's gradient, resident from the first backward on."""
+    per_gradient = setup.param_bytes if whole_weights(setup.strategy) else _adapter_bytes(setup)
+    return trainable_params(shape, setup) * per_gradient
+
+
+def gathered_bytes(shape: ModelShape, setup: TrainSetup) -> float:
+    """What FSDP holds unsharded, in compute precision: the root unit (embeddings, head, final norm), which stays
+    gathered from forward to backward; the decoder layer being computed and the next one, prefetched
+    (backward_prefetch BACKWARD_PRE); and that layer's whole gradient before its reduce-scatter."""
+    layer = shape.layer_linear_params + 2 * shape.hidden
+    root = shape.params - shape.layers * layer
+    return (root + 3 * layer) * setup.compute_bytes
+
+
+def sharded_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
+    """One GPU of an FSDP full-shard (or ZeRO-3) run. With mixed precision on, accelerate upcasts the trainable
+    shards to fp32 (Accelerator.prepare_model, after ZeRO-3's fp32 partitions), so a trained weight costs 4 bytes +
+    its fp32 moments + a 4-byte gradient, over N; a frozen one its own precision over N."""
+    if not shardable(setup.strategy):
+        raise AdaptError(f"{setup.strategy} cannot be sharded with {setup.distributed}", field="launch.distributed",
+                         hint=f"only {', '.join(n for n in registry.names() if trains(n) and shardable(n))} shard; adapters run with ddp")
+    own = training_memory(shape, device_share(setup))  # activations and logits of this GPU's rows
+    upcast = replace(setup, precision="fp32")
+    trained = trainable_params(shape, setup)
+    weights = (shape.params - trained) * setup.param_bytes + trained * upcast.param_bytes
+    n = setup.processes
+    return replace(own, weights=weights / n + gathered_bytes(shape, setup),
+                   training_state=optimizer_state_bytes(shape, upcast) / n, gradients=gradient_bytes(shape, upcast) / n)
+
+
+def device_training_memory(shape: ModelShape, setup: TrainSetup) -> Memory:
+    """One GPU's peak when `setup.processes` GPUs train together; training_memory itself for one."""
+    if setup.processes == 1:
+        return training_memory(shape, setup)
+    if setup.distributed in SHARDED:
+        return sharded_memory(shape, setup)
+    own = training_memory(shape, device_share(setup))
+    return replace(own, training_state=own.training_state + ddp_bucket_bytes(shape, setup))
+
+
+def parallel_train_seconds(shape: ModelShape, setup: TrainSetup, tokens: float, device: Device,
+                           tokens_per_step: float | None = None) -> float:
+    """train_seconds over `setup.processes` GPUs: each trains on its share of every micro-batch (a smaller micro-batch
+    runs at a lower MFU) and steps the optimizer as often as one GPU would, at SCALING_EFFICIENCY. The optimizer
+    step is counted whole on every GPU, an overestimate under sharding (each steps 1/N), small beside the matmuls.
+    `tokens_per_step`: the global micro-batch's tokens, as train_seconds takes them."""
+    if setup.processes == 1:
+        return train_seconds(shape, setup, tokens, device, tokens_per_step)
+    share = device_share(setup)
+    per_step = (tokens_per_step or tokens_per_batch(setup)) * tokens_per_batch(share) / tokens_per_batch(setup)
+    seconds = train_seconds(shape, share, tokens / setup.processes, device, tokens_per_step=per_step)
+    return seconds / SCALING_EFFICIENCY[setup.distributed]
 
 
 def fits_on(memory: Memory, devices: list[Device], headroom: float = 0.95) -> list[str]:
@@ -576,6 +682,8 @@ class StrategyEstimate:
     device: str = ""
     memory_band_pct: float = 0.0  # expected |error| of peak_memory_gib (see ERROR_BANDS)
     time_band_pct: float = 0.0
+    processes: int = 1  # GPUs its training runs on; peak_memory_gib is one GPU's
+    distributed: str = ""  # ddp | fsdp when those GPUs are several and it trains
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -593,7 +701,9 @@ def peak_memory(strategy: str, shape: ModelShape, setup: TrainSetup, workload: W
     peaks = []
     for part in strategy.split("+"):
         if trains(part):
-            peaks.append(training_memory(shape, part_setup(setup, part)))
+            peaks.append(device_training_memory(shape, part_setup(setup, part)))
+        elif kind(part) == "features":
+            peaks.append(feature_memory(shape, setup.precision, workload.query_tokens, setup.host))
         else:
             prompt = workload.query_tokens + workload.extra_prompt_tokens(part) + workload.output_tokens
             peaks.append(inference_memory(shape, setup.precision, seq_len=prompt, batch=setup.batch, host=setup.host))
@@ -603,13 +713,13 @@ def peak_memory(strategy: str, shape: ModelShape, setup: TrainSetup, workload: W
 def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workload: Workload,
                       device: Device, candidates: list[Device]) -> StrategyEstimate:
     """One strategy on `device` (a combination sums its training runs); GPU fits are judged in bf16 on a GPU
-    even when `device` is the CPU."""
+    even when `device` is the CPU. With `setup.processes` GPUs the peak is one GPU's and the time theirs together."""
     seconds, trainable = 0.0, 0
     for part in strategy.split("+"):
         this = part_setup(setup, part)
         if trains(part):  # continued pre-training reads the corpus; the rest train on labelled examples
             corpus = "corpus" in registry.get(part).needs
-            seconds += train_seconds(shape, this, workload.corpus_tokens if corpus else workload.train_tokens, device)
+            seconds += parallel_train_seconds(shape, this, workload.corpus_tokens if corpus else workload.train_tokens, device)
             if not corpus:
                 seconds += epoch_overhead_seconds(shape, this, workload, device)
             trainable = max(trainable, trainable_params(shape, this))
@@ -620,9 +730,11 @@ def estimate_strategy(strategy: str, shape: ModelShape, setup: TrainSetup, workl
     on_gpu = peak_memory(strategy, shape, replace(setup, precision="bf16", host=False), workload)
     fits = fits_on(on_gpu, [d for d in candidates if d.is_gpu]) + fits_on(peak, [d for d in candidates if not d.is_gpu])
     hours = seconds / 3600
+    spread = setup.processes > 1 and trains(strategy)  # runs that do not train take one process
     return StrategyEstimate(
         strategy=strategy, peak_memory_gib=peak.total_gib, train_hours=hours, usd_train=hours * device.usd_per_hour,
         usd_per_1m_queries=workload.usd_per_1m_queries(strategy), extra_prompt_tokens=workload.extra_prompt_tokens(strategy),
         trainable_params=trainable, fits=fits, device=device.name,
         memory_band_pct=error_band(device, "memory"), time_band_pct=error_band(device, "time"),
+        processes=setup.processes if spread else 1, distributed=setup.distributed if spread else "",
     )

@@ -1,7 +1,8 @@
 """How long a plan will take, run by run, before it starts: `adapt compare` prints it, `--dry-run` shows it.
 
-Training time is advisor.estimate's model (the figure `advise` shows). Scoring and forgetting checks are forward
-passes at the device's inference throughput, plus fixed costs per batch, per generated token and per run. The CPU
+Training time is advisor.estimate's model (the figure `advise` shows), over the plan's GPUs when its launch section
+starts several. Scoring and forgetting checks are forward passes at the device's inference throughput, plus fixed
+costs per batch, per generated token and per run. The CPU
 figures were read off one `make demo` on the idle 2-core build machine (compare: 9 min 28 s for 8 runs): treat the
 total as a "minutes or hours" guide (the goal is within 2x).
 Token counts come from the plan's own data files at CHARS_PER_TOKEN (no tokenizer is loaded for a dry run).
@@ -98,7 +99,9 @@ def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float
         return est.feature_seconds(shape, count * prompt, device)
     if not entry.trains:
         return 0.0
-    setup = est.setup_for(settings.model_dump(), host=not device.is_gpu, precision="bf16" if device.is_gpu else "fp32")
+    gpus = spec.launch.num_processes if device.is_gpu and spec.launch.multi_process else 1  # CPU processes share cores
+    setup = est.replace(est.setup_for(settings.model_dump(), host=not device.is_gpu, precision="bf16" if device.is_gpu else "fp32"),
+                        processes=gpus, distributed=spec.launch.distributed if gpus > 1 else "ddp")
     if "corpus" in entry.needs:  # full rows of max_length
         tokens = _corpus_tokens(spec.task.corpus) * settings.epochs
         row = settings.max_length
@@ -112,7 +115,7 @@ def train_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float
     step_examples = settings.batch_size * settings.grad_accum
     if settings.max_steps is not None:
         tokens = min(tokens, settings.max_steps * step_examples * row)
-    return est.train_seconds(shape, setup, tokens, device)
+    return est.parallel_train_seconds(shape, setup, tokens, device)
 
 
 def scoring_seconds(spec: RunSpec, shape: est.ModelShape, device: Device) -> float:

@@ -78,6 +78,9 @@ def compare_run(result, device: est.Device, shape: est.ModelShape | None = None)
                             epochs=cost.get("epochs_done") or 1.0)
         predicted_s = (est.train_seconds(shape, setup, tokens, device)
                        + est.epoch_overhead_seconds(shape, setup, load, device)) if tokens else None
+    elif est.kind(setup.strategy) == "features":
+        memory = est.feature_memory(shape, setup.precision, cost.get("prompt_tokens_per_query") or 64, host=setup.host)
+        predicted_s = None
     else:
         prompt = int((cost.get("prompt_tokens_per_query") or 64) + (cost.get("completion_tokens_per_query") or 0))
         memory = est.inference_memory(shape, setup.precision, seq_len=prompt, batch=1, host=setup.host)

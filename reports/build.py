@@ -276,6 +276,13 @@ def _predicted_train_time(estimate: dict[str, Any]) -> str:
     return fmt_seconds(hours * 3600) if hours else DASH
 
 
+def _off_by(measured_text: str, predicted: float | None, measured: float) -> str:
+    """A measured figure with the prediction's relative error beside it: "1.90 GB (prediction +3%)"."""
+    if not predicted or _missing(measured) or not measured:
+        return measured_text
+    return f"{measured_text} (prediction {(predicted - measured) / measured * 100:+.0f}%)"
+
+
 def busy_machine_caution(runs: Sequence[RunResult]) -> Paragraph | None:
     """Times and latency measured while the load average exceeded the cores are inflated: say so, naming the runs."""
     busy = []
@@ -318,9 +325,11 @@ def advisor_section(advice: dict[str, Any], frame: pd.DataFrame) -> Section:
             Cell("ruled out" if kind in ruled_out else str(predicted_rank.get(kind, DASH))),
             Cell(str(measured_rank[kind]) if kind in measured_rank else DASH),
             Cell(f"{memory:.1f} GB" if (memory := _predicted_memory_gb(estimate)) is not None else DASH),
-            Cell(fmt_megabytes(got["peak_memory_mb"]) if got is not None else DASH),
+            Cell(_off_by(fmt_megabytes(got["peak_memory_mb"]), memory and memory * 1024, got["peak_memory_mb"])
+                 if got is not None else DASH),
             Cell(_predicted_train_time(estimate)),
-            Cell(fmt_seconds(got["train_time_s"]) if got is not None else DASH),
+            Cell(_off_by(fmt_seconds(got["train_time_s"]), (_number_or_none(estimate.get("train_hours")) or 0) * 3600,
+                         got["train_time_s"]) if got is not None else DASH),
             Cell(fmt_usd(_number_or_none(estimate.get("usd_per_1m_queries")))),
             Cell(fmt_usd(got["usd_per_1m_queries"]) if got is not None else DASH),
         ])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from advisor.advise_cmd import checked_note, write_advice, write_plan
+from advisor.advise_cmd import checked_note, launch_summary, write_advice, write_plan
 from advisor.engine import Recommendation
 from advisor.rules import describe
 from ui.workspace import Workspace
@@ -15,8 +15,9 @@ FIRED_COLUMNS = ("rule", "because", "effect")
 
 
 def summary(rec: Recommendation) -> str:
-    """The top pick, as the terminal says it, and what the estimates assume."""
-    return f"Top pick: {rec.top} — {describe(rec.top)}. Time and $ estimated on {rec.device}. {checked_note()}"
+    """The top pick, as the terminal says it, what the estimates assume and how the plan launches its training."""
+    launch = f" The plan's {line}." if (line := launch_summary(rec)) else ""
+    return f"Top pick: {rec.top} — {describe(rec.top)}. Time and $ estimated on {rec.device}.{launch} {checked_note()}"
 
 
 def notes(rec: Recommendation) -> list[str]:

@@ -64,7 +64,10 @@ def test_combinations_run_as_their_parts():
 def test_plan_settings_follow_the_answers():
     _, plan = plan_of(Answers(labelled_examples=5000, gpu="H100", avg_example_tokens=300, context_window=1024))
     lora = next(s for s in plan.strategies if s.strategy == "lora")
-    assert lora.r == 16 and lora.alpha == 32 and lora.max_length == 512 and lora.epochs == 1
+    # eight ~300-token examples need ~4k positions a packed micro-batch: the row is as long as the context allows
+    assert lora.r == 16 and lora.alpha == 32 and lora.max_length == 1024 and lora.epochs == 1
+    _, short = plan_of(Answers(labelled_examples=5000, gpu="H100", avg_example_tokens=25, task_type="classification"))
+    assert next(s for s in short.strategies if s.strategy == "lora").max_length == 512  # 8 x 31 tokens, its largest 1.33x
     _, small = plan_of(Answers(labelled_examples=200, gpu="H100"))
     assert next(s for s in small.strategies if s.strategy == "lora").epochs == 3
 
@@ -88,6 +91,8 @@ def test_checkpointing_is_switched_on_only_where_it_makes_a_strategy_fit():
     _, plan = plan_of(Answers(labelled_examples=5000, gpu="T4", model="mistral-7b", avg_example_tokens=1500))
     qlora = next(s for s in plan.strategies if s.strategy == "qlora")
     assert qlora.grad_checkpointing is True
+    # 1500-token examples: checkpointing alone does not fit a T4; fewer examples a micro-batch, the same a step
+    assert qlora.batch_size < 8 and qlora.batch_size * qlora.grad_accum == 8
     _, roomy = plan_of(Answers(labelled_examples=5000, gpu="H200"))
     assert not any(getattr(s, "grad_checkpointing", False) for s in roomy.strategies)
 

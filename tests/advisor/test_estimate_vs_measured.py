@@ -25,15 +25,22 @@ def lora_run(device: str = "cuda", peak_mb: float = 3000.0, seconds: float = 100
                            "grad_checkpointing": False, "target_modules": ["q_proj", "v_proj"]}}
     return RunResult(run_id="sst2__lora__abc", task="sst2", strategy="lora", label="lora", status=RunStatus.ok,
                      config=config, config_hash="abc", model="smollm2-135m-instruct",
-                     cost={"train_time_s": seconds, "tokens_per_s": 10_000.0, "peak_memory_mb": peak_mb})
+                     cost={"train_time_s": seconds, "tokens_per_s": 10_000.0, "examples_per_s": 250.0,
+                           "train_tokens": 900_000, "epochs_done": 3.0, "peak_memory_mb": peak_mb})
 
 
 def test_prediction_uses_the_runs_own_settings_and_token_count(bench):
+    """Memory and time for the run's settings and its mean example (10,000 / 250 = 40 tokens); time for the tokens it
+    trained on plus the held-out loss (10% of the examples, so 1/9 of the trained tokens) and 3 epoch checkpoints."""
     row = bench.compare_run(lora_run(), GPUS["H100"])
     shape = est.model_shape("smollm2-135m-instruct")
-    setup = est.TrainSetup(strategy="lora", r=8, targets=("q_proj", "v_proj"), seq_len=256, batch=8, precision="bf16")
+    setup = est.TrainSetup(strategy="lora", r=8, targets=("q_proj", "v_proj"), seq_len=256, batch=8, precision="bf16",
+                           example_tokens=40.0)
     assert row.predicted_mb == pytest.approx(est.training_memory(shape, setup).total / 2**20)
-    assert row.predicted_s == pytest.approx(est.train_seconds(shape, setup, 10_000.0 * 100.0, GPUS["H100"]))
+    load = est.Workload(train_tokens=900_000, held_out_tokens=100_000, epochs=3.0)
+    expected_s = (est.train_seconds(shape, setup, 900_000, GPUS["H100"])
+                  + est.epoch_overhead_seconds(shape, setup, load, GPUS["H100"]))
+    assert row.predicted_s == pytest.approx(expected_s)
     assert row.measured_mb == 3000.0 and row.measured_s == 100.0
 
 
@@ -50,7 +57,8 @@ def test_cpu_runs_add_the_process_baseline_and_use_fp32(bench):
     cpu = est.Device("CPU", 64.0, 0.05, 0.1, 0.35, is_gpu=False)
     row = bench.compare_run(lora_run(device="cpu"), cpu)
     shape = est.model_shape("smollm2-135m-instruct")
-    setup = est.TrainSetup(strategy="lora", r=8, targets=("q_proj", "v_proj"), precision="fp32", host=True)
+    setup = est.TrainSetup(strategy="lora", r=8, targets=("q_proj", "v_proj"), precision="fp32", host=True,
+                           example_tokens=40.0)
     assert row.predicted_mb == pytest.approx(est.training_memory(shape, setup).total / 2**20 + bench.RUNTIME_MB["cpu"])
 
 
