@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator
 
 from base.io import staging_dir, write_json_atomic
 from base.progress import bar
+from runners import shards
 from runners.models import is_prompt_learning
 
 IGNORE = -100
@@ -548,6 +549,13 @@ def shards_weights(accelerator: Any) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
+def shares_run_folder(spec: Any) -> bool:
+    """Whether every process of the run sees the run folder the main process saves into: one machine. With several,
+    what is read back from there (a model saved from FSDP/DeepSpeed shards, the forgetting checks) is scored by the
+    main process alone while the others finish."""
+    return spec.launch.num_machines == 1
+
+
 def load_saved(spec: Any, folder: Path, device: str, quantization_config: Any = None) -> Any:
     """The model `save_model` wrote, for scoring: the base model plus the adapter, or the full weights."""
     from runners.models import load_model
@@ -566,8 +574,9 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
 
     Supervised strategies train on `prompting.training_pair`, the exact prompt they are scored with; continued
     pre-training trains on the raw corpus (every token) and is then scored zero-shot like the base model.
-    Under a multi-process launch every process trains its share; the main process then scores and returns the
-    RunResult, the others return None.
+    Under a multi-process launch every process trains its share, then scores its share of the eval split
+    (runners.shards); the main process returns the RunResult, the others None. The process group stays up for the
+    forgetting checks after this (runners.launch ends it).
     """
     from base.errors import AdaptError
     from runners import common
@@ -599,15 +608,19 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
         stats = train(model, tokenizer, train_pairs, settings, eval_pairs=eval_pairs, device=spec.device,
                       seed=spec.seed, checkpoint_dir=checkpoints, loss_on_prompt=continued_pretraining,
                       accelerator=accelerator, save_to=saved, make_optimizer=make_optimizer)
+    if accelerator.is_main_process:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them; full-FT ones are GBs
     sharded = shards_weights(accelerator)
-    accelerator.end_training()
+    on_main_machine_only = sharded and not shares_run_folder(spec)
+    if on_main_machine_only and not accelerator.is_main_process:
+        return None
+    with shards.alone() if on_main_machine_only else nullcontext():
+        if sharded:  # each process scores with the whole saved model, not its shard of the weights
+            model = load_saved(spec, saved, device, quantization_config)
+        evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
     if not accelerator.is_main_process:
         return None
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them; full-FT ones are GBs
-    if sharded:
-        model = load_saved(spec, saved, device, quantization_config)
     trainable, total = common.count_params(model)
-    evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
     cost = {
         "train_time_s": round(stats.train_time_s, 3), "examples_per_s": round(stats.examples_per_s, 3),
         "tokens_per_s": round(stats.tokens_per_s, 1), "peak_memory_mb": round(peak.peak_mb, 1),
