@@ -123,8 +123,8 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
 
 
 def lend_machine(todo: list[RunSpec], console: Any) -> list[RunResult]:
-    """Another machine of a multi-node launch (machine_rank > 0): it joins the multi-process runs (training, scoring-only), in the
-    same order as machine 0, which runs everything else and records every result."""
+    """Another machine of a multi-node launch (machine_rank > 0): it joins the multi-process runs (training and
+    scoring-only ones), in the same order as machine 0, which runs everything else and records every result."""
     for spec in [s for s in todo if is_distributed(s)]:
         console.print(f"… {spec.task.name} · {spec.strategy.name}: processes of machine {spec.launch.machine_rank}",
                       highlight=False)

@@ -245,17 +245,13 @@ def execute(spec: RunSpec) -> RunResult | None:
 def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path, main_process: bool = True) -> None:
     """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run.
 
-    Every process of a multi-process run on one machine takes part (each scores its share of the benchmark items,
+    Every process of a multi-process run takes part (each scores its share of the benchmark items,
     runners.forgetting) and the main one records; `result` is None on a non-main process whose runner finished
-    (training runners report on the main process only). With several machines the saved model is on the main one
-    only: it checks alone and the others return.
+    (training runners report on the main process only).
     """
-    from runners import shards
-    from runners.training import shares_run_folder
-
     if not (spec.forgetting.enabled and registry.get(spec.strategy.strategy).changes_weights):
         return
-    if (result is not None and result.status is not RunStatus.ok) or not (main_process or shares_run_folder(spec)):
+    if result is not None and result.status is not RunStatus.ok:
         return
     adapted = spec.run_dir / "model"
     if not adapted.exists():
@@ -267,9 +263,8 @@ def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path, 
 
     note(f"{spec.task.name} · {spec.strategy.name}: forgetting checks ({', '.join(spec.forgetting.benchmarks)})")
     try:
-        with nullcontext() if shares_run_folder(spec) else shards.alone():
-            checked = check_forgetting(spec.model, adapted, spec.forgetting, device=process_device(spec.device),
-                                       cache_dir=results_root / "base")
+        checked = check_forgetting(spec.model, adapted, spec.forgetting, device=process_device(spec.device),
+                                   cache_dir=results_root / "base")
     except Exception as error:  # noqa: BLE001
         checked = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
     if main_process and result is not None:

@@ -6,6 +6,10 @@ whether it can spell a label. Format compliance (are free generations exactly a 
 QA is scored on greedy generations (EM/F1, SQuAD normalisation); `scoring: generate` keeps generate-and-parse for
 classification too. Every metric gets a 95% bootstrap interval.
 
+Under a multi-process launch the model calls are data-parallel: each process ranks, generates for and times its
+contiguous share of the items and every per-item result comes back in order (runners.shards) before any metric is
+computed, so predictions, intervals and costs are those of one process, up to float summation order.
+
 The ranking is written here rather than called through lm-eval's HFLM.loglikelihood: HFLM scores one row per
 (prompt, choice), while one-token label sets need one forward per prompt here and only the last positions' logits
 (bench/eval_throughput.py measures both on the same items).
@@ -283,6 +287,7 @@ def evaluate(
     `reordered`: the same prompts with their demonstrations in other orders, each with its calibration twins (or
     None); rank tasks average the label scores over every order, and prompt tokens and latency count them all.
     Generations (format compliance, `generate` tasks) use `prompts` alone.
+    Every process of a multi-process run calls this with the same arguments and gets the same Evaluation.
     """
     options = choice_sets(task, examples, labels) if task.scoring == "rank" else []
     context = context_length(model, tokenizer)

@@ -4,25 +4,23 @@ process gets all the per-item results back, in the items' order.
 The split is accelerate's `split_between_processes` (contiguous, the first processes get one more) and the merge its
 `gather_object` (an all-gather, on gloo as on NCCL), so concatenating the shares in process order is the original
 order, and metrics computed from the merged list are those of a one-process run. Outside a distributed run (no
-process group, one process, or inside `alone()`) a call simply runs on every item. Written here rather than taken
-from accelerate's DataLoader sharding because that pads the last batch with repeated items.
+process group, or one process) a call simply runs on every item. accelerate's DataLoader sharding is not used: it
+evens out the processes' batches by repeating items, which would then be scored twice.
 """
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 Progress = Callable[[int], None]
-_alone = False  # set inside `alone()`: this process works by itself, whatever the launch
 
 
 def processes() -> Any | None:
     """accelerate's PartialState when this process is one of several in a live process group; None otherwise."""
     import torch.distributed as dist
 
-    if _alone or not (dist.is_available() and dist.is_initialized()):
+    if not (dist.is_available() and dist.is_initialized()):
         return None
     from accelerate import PartialState
 
@@ -63,44 +61,19 @@ def map_shards(compute: Callable[[list[int], Progress | None], list[T]], count: 
 
 
 def _scaled(progress: Progress | None, total: int, mine: int) -> Progress | None:
+    """`progress` advanced by total/mine steps for each step of this process's share (rounded, summing to total)."""
     if progress is None or mine == total:
         return progress
-    done = {"mine": 0, "reported": 0}
+    done = reported = 0
 
     def advance(count: int) -> None:
-        done["mine"] += count
-        reached = round(done["mine"] * total / mine)
-        progress(reached - done["reported"])
-        done["reported"] = reached
+        nonlocal done, reported
+        done += count
+        reached = round(done * total / mine)
+        progress(reached - reported)
+        reported = reached
 
     return advance
-
-
-def everyone(condition: bool) -> bool:
-    """Whether `condition` holds on every process (outside a distributed run: the condition itself)."""
-    if processes() is None:
-        return condition
-    from accelerate.utils import gather_object
-
-    return all(gather_object([bool(condition)]))
-
-
-def wait_for_everyone() -> None:
-    state = processes()
-    if state is not None:
-        state.wait_for_everyone()
-
-
-@contextmanager
-def alone() -> Iterator[None]:
-    """Work in this process only (no collectives), e.g. the main process scoring a model only it can see while the
-    others wait at `wait_for_everyone()`."""
-    global _alone
-    before, _alone = _alone, True
-    try:
-        yield
-    finally:
-        _alone = before
 
 
 def report(message: str) -> None:

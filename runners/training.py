@@ -36,7 +36,6 @@ from typing import Any, Callable, Iterator
 
 from base.io import staging_dir, write_json_atomic
 from base.progress import bar
-from runners import shards
 from runners.models import is_prompt_learning
 
 IGNORE = -100
@@ -549,13 +548,6 @@ def shards_weights(accelerator: Any) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
-def shares_run_folder(spec: Any) -> bool:
-    """Whether every process of the run sees the run folder the main process saves into: one machine. With several,
-    what is read back from there (a model saved from FSDP/DeepSpeed shards, the forgetting checks) is scored by the
-    main process alone while the others finish."""
-    return spec.launch.num_machines == 1
-
-
 def load_saved(spec: Any, folder: Path, device: str, quantization_config: Any = None) -> Any:
     """The model `save_model` wrote, for scoring: the base model plus the adapter, or the full weights."""
     from runners.models import load_model
@@ -576,7 +568,8 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
     pre-training trains on the raw corpus (every token) and is then scored zero-shot like the base model.
     Under a multi-process launch every process trains its share, then scores its share of the eval split
     (runners.shards); the main process returns the RunResult, the others None. The process group stays up for the
-    forgetting checks after this (runners.launch ends it).
+    forgetting checks after this (runners.launch ends it). Several machines share the results folder (as checkpoints
+    already need), so every process can read back a model saved from FSDP/DeepSpeed shards.
     """
     from base.errors import AdaptError
     from runners import common
@@ -610,14 +603,9 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
                       accelerator=accelerator, save_to=saved, make_optimizer=make_optimizer)
     if accelerator.is_main_process:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them; full-FT ones are GBs
-    sharded = shards_weights(accelerator)
-    on_main_machine_only = sharded and not shares_run_folder(spec)
-    if on_main_machine_only and not accelerator.is_main_process:
-        return None
-    with shards.alone() if on_main_machine_only else nullcontext():
-        if sharded:  # each process scores with the whole saved model, not its shard of the weights
-            model = load_saved(spec, saved, device, quantization_config)
-        evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
+    if shards_weights(accelerator):  # each process scores with the whole saved model, not its shard of the weights
+        model = load_saved(spec, saved, device, quantization_config)
+    evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
     if not accelerator.is_main_process:
         return None
     trainable, total = common.count_params(model)

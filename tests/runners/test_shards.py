@@ -27,12 +27,9 @@ WORKER = textwrap.dedent("""
         return [index * 10 for index in mine]
 
     merged = [shards.map_shards(compute, count, advanced.append if state.is_main_process else None) for count in (5, 1)]
-    agreed = shards.everyone(state.process_index == 0), shards.everyone(True)
-    with shards.alone():
-        alone = shards.map_shards(lambda mine, _: list(mine), 3)
     shards.report_share("items:", 5)
     with open(f"{sys.argv[1]}/rank{state.process_index}.json", "w") as out:
-        json.dump({"merged": merged, "asked": asked, "advanced": advanced, "agreed": agreed, "alone": alone}, out)
+        json.dump({"merged": merged, "asked": asked, "advanced": advanced}, out)
     state.destroy_process_group()
 """)
 
@@ -40,7 +37,7 @@ WORKER = textwrap.dedent("""
 def test_one_process_computes_every_item_in_one_call():
     calls = []
     assert shards.map_shards(lambda mine, _: calls.append(mine) or [i * 10 for i in mine], 4) == [0, 10, 20, 30]
-    assert calls == [[0, 1, 2, 3]] and shards.share(3) == [0, 1, 2] and shards.everyone(True)
+    assert calls == [[0, 1, 2, 3]] and shards.share(3) == [0, 1, 2]
 
 
 def test_two_processes_split_the_items_and_both_get_all_results_in_order(tmp_path):
@@ -55,6 +52,4 @@ def test_two_processes_split_the_items_and_both_get_all_results_in_order(tmp_pat
     assert first["asked"] == [[0, 1, 2], [0]]  # accelerate's contiguous split: the first process gets the extra item
     assert second["asked"] == [[3, 4]]  # and nothing of a 1-item list (no call at all)
     assert sum(first["advanced"]) == 5 + 1  # the main bar moves as if it did all the work
-    assert first["agreed"] == second["agreed"] == [False, True]
-    assert first["alone"] == second["alone"] == [0, 1, 2]  # inside alone(), each process computes everything itself
     assert "process 0/2: items: 3 of 5" in done.stderr and "process 1/2: items: 2 of 5" in done.stderr
