@@ -242,12 +242,11 @@ def execute(spec: RunSpec) -> RunResult | None:
         return failed_result(spec, message.splitlines()[0], "".join(traceback.format_exception(error)), started)
 
 
-def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path, main_process: bool = True) -> None:
+def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path) -> None:
     """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run.
 
     Every process of a multi-process run takes part (each scores its share of the benchmark items,
-    runners.forgetting) and the main one records; `result` is None on a non-main process whose runner finished
-    (training runners report on the main process only).
+    runners.forgetting); `result` is None on the processes that do not report, whose runner finished.
     """
     if not (spec.forgetting.enabled and registry.get(spec.strategy.strategy).changes_weights):
         return
@@ -255,7 +254,7 @@ def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path, 
         return
     adapted = spec.run_dir / "model"
     if not adapted.exists():
-        if main_process and result is not None:
+        if result is not None:
             result.forgetting = {"error": f"no saved model at {adapted}"}
         return
     from base.progress import note
@@ -267,7 +266,7 @@ def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path, 
                                    cache_dir=results_root / "base")
     except Exception as error:  # noqa: BLE001
         checked = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    if main_process and result is not None:
+    if result is not None:
         result.forgetting = checked
 
 
@@ -300,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     display = LogDisplay(Console(file=sys.stdout, soft_wrap=True)) if main_process else nullcontext()
     with display, showing(display if main_process else None):
         result = execute(spec)
-        add_forgetting(spec, result, spec.run_dir.parent.parent, main_process)
+        add_forgetting(spec, result, spec.run_dir.parent.parent)
     end_process_group()
     if result is None:
         return 0

@@ -542,7 +542,7 @@ def save_model(accelerator: Any, model: Any, tokenizer: Any, folder: Path) -> Pa
 
 
 def shards_weights(accelerator: Any) -> bool:
-    """FSDP and DeepSpeed leave each process a shard of the weights: the main process scores the saved model instead."""
+    """FSDP and DeepSpeed leave each process a shard of the weights: every process scores the saved model instead."""
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
