@@ -206,14 +206,18 @@ def rotations(demos: Sequence[Sequence[Example]], count: int) -> list[list[list[
 
 def run_prompted(spec: RunSpec, model: Any, tokenizer: Any, data: TaskData, started: float, *,
                  demos: Sequence[Sequence[Example]] | None = None, passages: Sequence[Sequence[str]] | None = None,
-                 extra_cost: dict[str, Any] | None = None, extra_metrics: dict[str, Any] | None = None) -> RunResult:
-    """The shared tail of the in-context strategies (zero-shot, few-shot, RAG): base model, no training."""
+                 extra_cost: dict[str, Any] | None = None, extra_metrics: dict[str, Any] | None = None) -> RunResult | None:
+    """The shared tail of the in-context strategies (zero-shot, few-shot, RAG): base model, no training. Under a
+    multi-process launch each process scores its share; the main one returns the result, the others None."""
     from runners.models import model_digest, resolve_model_path
+    from runners.shards import is_main_process
 
     orders = rotations(demos, getattr(spec.strategy, "orderings", 1)) if demos and spec.task.scoring == "rank" else [demos]
     prompted = [(prompts_for(tokenizer, spec, data, data.eval, order, passages),
                  calibration_prompts(tokenizer, spec, data, data.eval, order, passages)) for order in orders]
     evaluation, peak_mb = score(spec, model, tokenizer, data, *prompted[0], reordered=prompted[1:])
+    if not is_main_process():
+        return None
     evaluation.metrics["orderings"] = len(orders)
     _, total = count_params(model)
     cost = {"train_time_s": 0.0, "peak_memory_mb": peak_mb, "trainable_params": 0, "total_params": total,

@@ -123,10 +123,10 @@ def compare(plan: Plan, specs: list[RunSpec], *, rerun: bool = False, console: A
 
 
 def lend_machine(todo: list[RunSpec], console: Any) -> list[RunResult]:
-    """Another machine of a multi-node launch (machine_rank > 0): it joins the distributed training runs, in the
-    same order as machine 0, which runs everything else and records every result."""
+    """Another machine of a multi-node launch (machine_rank > 0): it joins the multi-process runs (training and
+    scoring-only ones), in the same order as machine 0, which runs everything else and records every result."""
     for spec in [s for s in todo if is_distributed(s)]:
-        console.print(f"… {spec.task.name} · {spec.strategy.name}: training processes of machine {spec.launch.machine_rank}",
+        console.print(f"… {spec.task.name} · {spec.strategy.name}: processes of machine {spec.launch.machine_rank}",
                       highlight=False)
         returncode, _ = launch_child(spec, on_line=lambda line: console.print(Text(line, style="dim")))
         console.print(f"{'✓' if returncode == 0 else '✗'} {spec.task.name} · {spec.strategy.name}: this machine's "

@@ -22,6 +22,7 @@ from base.results import RunResult
 from runners import common
 from runners.adapters import peft_config
 from runners.prompting import answer_prefix, build_prompt
+from runners.shards import is_main_process
 from runners.training import split_held_out
 
 
@@ -48,7 +49,7 @@ def dpo_config(spec: RunSpec, settings: DpoSettings, device: str) -> Any:
         report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, log_level="error")
 
 
-def run(spec: RunSpec) -> RunResult:
+def run(spec: RunSpec) -> RunResult | None:
     import datasets
     from transformers import PrinterCallback
     from trl import DPOTrainer
@@ -83,6 +84,8 @@ def run(spec: RunSpec) -> RunResult:
     model = trainer.model
     trainable, total = common.count_params(model)
     evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
+    if not is_main_process():  # each process scored its share; the main one reports
+        return None
     history = trainer.state.log_history
     cost = {"train_time_s": round(train_seconds, 3), "peak_memory_mb": round(peak.peak_mb, 1),
             "trainable_params": trainable, "total_params": total, "adapter_size_mb": round(common.folder_size_mb(saved), 4),

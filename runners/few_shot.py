@@ -56,7 +56,7 @@ def choose_demos(settings: FewShotSettings, data: TaskData, seed: int, device: s
     return [[pool[i] for i in row] for row in picks]
 
 
-def run(spec: RunSpec) -> RunResult:
+def run(spec: RunSpec) -> RunResult | None:
     started = time.time()
     seed_everything(spec.seed)
     settings: FewShotSettings = spec.strategy  # type: ignore[assignment]

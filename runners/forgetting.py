@@ -7,6 +7,11 @@ alike, so the delta gets a *paired* bootstrap interval; a drop whose interval li
 The base model's per-item scores are cached on disk by (model digest, benchmark, limit, task and data digest),
 so comparing several adapters of one base pays for the base once.
 A cheap proxy needing no benchmark: token-weighted perplexity on held-out general text, base vs adapted.
+
+Under a multi-process launch every process takes part: lm-eval's evaluator gives each its share of a benchmark's
+requests and gathers the per-item results on process 0 (the HFLM's rank and world size come from accelerate's
+PartialState, see `wrap_model`), the perplexity texts are split the same way (runners.shards), and process 0 alone
+writes the cache and returns the result.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from base import paths
 from base.errors import AdaptError
 from base.plan import ForgettingSettings
 from base.progress import bar, showing
+from runners import shards
 from runners.scoring import inference_mode
 from runners.stats import paired_bootstrap_ci
 
@@ -206,16 +212,41 @@ def quiet_lm_eval() -> Iterator[None]:
 
 
 def wrap_model(model: Any, tokenizer: Any) -> Any:
-    """An lm-eval HFLM around an in-memory model (plain or peft), with its per-request tqdm bar off."""
+    """An lm-eval HFLM around an in-memory model (plain or peft), with its per-request tqdm bar off.
+
+    In a multi-process run it is made data-parallel: HFLM does that itself only when it loads the model by name and
+    sees more than one CUDA device (lm-eval 0.4.13, models/huggingface.py), never for a model object and never on
+    CPU, where each process would score every item. The evaluator needs only `rank`, `world_size` and, on
+    `accelerator`, `gather` and `wait_for_everyone` (plus `unwrap_model`): accelerate's own functions over the
+    process group already up, so the same split works on gloo (CPU) and NCCL.
+    """
     from lm_eval.models.huggingface import HFLM
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=BATCH_SIZE)
-    lm.loglikelihood = functools.partial(lm.loglikelihood, disable_tqdm=True)
+    loglikelihood = functools.partial(lm.loglikelihood, disable_tqdm=True)
+    state = shards.processes()
+    if state is None:
+        lm.loglikelihood = loglikelihood
+        return lm
+    from types import SimpleNamespace
+
+    from accelerate.utils import gather
+
+    lm._rank, lm._world_size = state.process_index, state.num_processes
+    lm.accelerator = SimpleNamespace(gather=gather, wait_for_everyone=state.wait_for_everyone,
+                                     unwrap_model=lambda wrapped: wrapped)
+
+    def reported(requests: list[Any]) -> list[Any]:
+        shards.report(f"forgetting: {len(requests)} lm-eval requests")
+        return loglikelihood(requests)
+
+    lm.loglikelihood = reported
     return lm
 
 
-def run_benchmark(lm: Any, benchmark: str, limit: int | None, manager: Any) -> ItemScores:
-    """Score one benchmark with lm-eval (fixed seeds, zero-shot) and keep the per-item results."""
+def run_benchmark(lm: Any, benchmark: str, limit: int | None, manager: Any) -> ItemScores | None:
+    """Score one benchmark with lm-eval (fixed seeds, zero-shot) and keep the per-item results (None on the
+    processes other than 0 of a data-parallel run: lm-eval gathers the items on process 0)."""
     import lm_eval
 
     try:
@@ -225,7 +256,7 @@ def run_benchmark(lm: Any, benchmark: str, limit: int | None, manager: Any) -> I
         raise AdaptError(f"benchmark {benchmark!r} could not load its data: {str(exc).splitlines()[0]}",
                          hint="lm-eval's own tasks need the hub; offline, use the bundled ones: "
                               f"{bundled_benchmarks()}") from None
-    return item_scores(benchmark, output["samples"])
+    return item_scores(benchmark, output["samples"]) if output is not None else None
 
 
 # --- perplexity -------------------------------------------------------------------------------------------
@@ -256,17 +287,25 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_tokens: int
     """Token-weighted perplexity: exp(total NLL / total predicted tokens), each text cut to max_tokens, no grad."""
     import torch
 
-    total_nll, total_tokens = 0.0, 0
     device = next(model.parameters()).device
-    with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"].to(device)
-            if ids.shape[1] < 2:
-                continue
-            logits = model(input_ids=ids).logits[:, :-1].float()
-            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
-            total_nll += float(nll)
-            total_tokens += ids.shape[1] - 1
+
+    def summed(mine: list[int], _progress: Any) -> list[tuple[float, int]]:
+        """(summed NLL, predicted tokens) of each text; texts under two tokens predict nothing."""
+        sums = []
+        with torch.no_grad():
+            for index in mine:
+                ids = tokenizer(texts[index], return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"].to(device)
+                if ids.shape[1] < 2:
+                    sums.append((0.0, 0))
+                    continue
+                logits = model(input_ids=ids).logits[:, :-1].float()
+                nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                        reduction="sum")
+                sums.append((float(nll), ids.shape[1] - 1))
+        return sums
+
+    per_text = shards.map_shards(summed, len(texts))  # each process its share of the texts
+    total_nll, total_tokens = sum(nll for nll, _ in per_text), sum(tokens for _, tokens in per_text)
     if total_tokens == 0:
         raise AdaptError("general text sample has no text long enough to score", file=general_text_path())
     return float(np.exp(total_nll / total_tokens))
@@ -347,13 +386,14 @@ def check_adapted_source(adapted: str | Path | Any) -> None:
 
 
 def check_forgetting(base_model: str, adapted: str | Path | Any, settings: ForgettingSettings, device: str,
-                     cache_dir: Path, tokenizer: Any = None) -> dict[str, Any]:
+                     cache_dir: Path, tokenizer: Any = None) -> dict[str, Any] | None:
     """Base vs adapted on every benchmark of `settings` (same items, same seeds) plus the perplexity proxy.
 
     `adapted`: a peft adapter folder, a full model folder, or an in-memory (peft) model.
     Progress goes through base.progress (compare's display, or the one `adapt forget` installs).
     Returns the RunResult.forgetting dict: {"benchmarks": {name: {base, adapted, delta, ci_low, ci_high, n,
-    dropped, metric}}, "retained", "perplexity": {base, adapted, ratio} | None, "limit"}.
+    dropped, metric}}, "retained", "perplexity": {base, adapted, ratio} | None, "limit"}; None on the processes
+    other than 0 of a multi-process run, which score their share and leave the rest to process 0.
     """
     from runners.models import load_tokenizer, model_digest, resolve_model_path
 
@@ -364,6 +404,7 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(base_model)
     cache = BaseCache(cache_dir, model_digest(base_path))
     models = Models(base_path, adapted, device, tokenizer)
+    main_process = shards.is_main_process()
     steps = 2 * len(settings.benchmarks) + (2 if texts else 0)
     with bar("forgetting checks", steps) as advance, task_manager(settings.benchmarks) as manager, quiet_lm_eval():
         base_scores: dict[str, ItemScores] = {}
@@ -371,9 +412,10 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
             advance(0, description=f"forgetting: {name} (base)")
             digest = task_digest(name)
             cached = cache.get(name, settings.limit, digest)
-            if cached is None:
+            if cached is None:  # every process reads the same cache: an entry is written only after all scored it
                 scores = run_benchmark(wrap_model(models.base(), tokenizer), name, settings.limit, manager)
-                cache.put(name, settings.limit, digest, scores.to_json())
+                if scores is not None:
+                    cache.put(name, settings.limit, digest, scores.to_json())
             else:
                 scores = ItemScores(**cached)
             base_scores[name] = scores
@@ -385,7 +427,8 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
             cached = cache.get("perplexity", settings.limit, ppl_digest)
             if cached is None:
                 cached = {"perplexity": perplexity(models.base(), tokenizer, texts)}
-                cache.put("perplexity", settings.limit, ppl_digest, cached)
+                if main_process:
+                    cache.put("perplexity", settings.limit, ppl_digest, cached)
             base_ppl = cached["perplexity"]
             advance()
         rows = {}
@@ -393,7 +436,9 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
             lm = wrap_model(adapted_model, tokenizer)
             for name in settings.benchmarks:
                 advance(0, description=f"forgetting: {name} (adapted)")
-                rows[name] = compare_items(base_scores[name], run_benchmark(lm, name, settings.limit, manager))
+                scores = run_benchmark(lm, name, settings.limit, manager)
+                if scores is not None:
+                    rows[name] = compare_items(base_scores[name], scores)
                 advance()
             ppl = None
             if texts:
@@ -401,6 +446,8 @@ def check_forgetting(base_model: str, adapted: str | Path | Any, settings: Forge
                 adapted_ppl = perplexity(adapted_model, tokenizer, texts)
                 ppl = {"base": base_ppl, "adapted": adapted_ppl, "ratio": adapted_ppl / base_ppl}
                 advance()
+    if not main_process:
+        return None
     return {"benchmarks": rows, "retained": retained(rows), "perplexity": ppl, "limit": settings.limit}
 
 

@@ -2,8 +2,10 @@
 
 A crash, an out-of-memory kill or a Ctrl-C of one run ends that process only: the parent records the run as failed
 (exit signal or code, and the tail of what it wrote to stderr) and goes on; peak memory is the run's own process.
-Training runs with several processes start under `accelerate launch` (GPUs: DDP, FSDP or DeepSpeed from the plan
-and its accelerate config) or torchrun (CPU: gloo); everything else runs as a plain `python -m runners.launch`.
+Under a multi-process launch, training runs and the prompting runs that only score (zero-shot, few-shot) start under
+`accelerate launch` (GPUs: DDP, FSDP or DeepSpeed from the plan and its accelerate config) or torchrun (CPU: gloo):
+each process trains its share, then scores its share of the eval items and of the forgetting checks
+(runners.shards); everything else, and any run with num_processes 1, runs as a plain `python -m runners.launch`.
 
 Child side: `python -m runners.launch SPEC.json RESULT.json` runs one RunSpec and writes its RunResult as JSON
 (the main process only); any exception becomes a failed result, written the same way. The spec file also carries
@@ -46,9 +48,15 @@ PASSED_THROUGH = ("num_processes", "num_machines", "machine_rank", "main_process
 # --- parent side --------------------------------------------------------------------------------------------
 
 
+# Prompting runs whose whole work is scoring go data-parallel too. RAG stays one process (each would build, and cache
+# into the same folder, the same index), and so does feature_based (one classifier fitted on every feature).
+SCORING_ONLY_ESTIMATES = ("prompt", "demos")
+
+
 def is_distributed(spec: RunSpec) -> bool:
-    """Several processes for this run: a training strategy under a multi-process launch."""
-    return registry.get(spec.strategy.strategy).trains and spec.launch.multi_process
+    """Several processes for this run: a training or scoring-only strategy under a multi-process launch."""
+    entry = registry.get(spec.strategy.strategy)
+    return spec.launch.multi_process and (entry.trains or entry.estimate in SCORING_ONLY_ESTIMATES)
 
 
 def check_launchable(specs: list[RunSpec], source: str = "plan") -> None:
@@ -234,23 +242,40 @@ def execute(spec: RunSpec) -> RunResult | None:
         return failed_result(spec, message.splitlines()[0], "".join(traceback.format_exception(error)), started)
 
 
-def add_forgetting(spec: RunSpec, result: RunResult, results_root: Path) -> None:
-    """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run."""
-    if not (spec.forgetting.enabled and result.status is RunStatus.ok and registry.get(spec.strategy.strategy).changes_weights):
+def add_forgetting(spec: RunSpec, result: RunResult | None, results_root: Path) -> None:
+    """General-ability checks, base vs adapted, for runs that changed weights; a failure here keeps the run.
+
+    Every process of a multi-process run takes part (each scores its share of the benchmark items,
+    runners.forgetting); `result` is None on the processes that do not report, whose runner finished.
+    """
+    if not (spec.forgetting.enabled and registry.get(spec.strategy.strategy).changes_weights):
+        return
+    if result is not None and result.status is not RunStatus.ok:
         return
     adapted = spec.run_dir / "model"
     if not adapted.exists():
-        result.forgetting = {"error": f"no saved model at {adapted}"}
+        if result is not None:
+            result.forgetting = {"error": f"no saved model at {adapted}"}
         return
     from base.progress import note
     from runners.forgetting import check_forgetting
 
     note(f"{spec.task.name} · {spec.strategy.name}: forgetting checks ({', '.join(spec.forgetting.benchmarks)})")
     try:
-        result.forgetting = check_forgetting(spec.model, adapted, spec.forgetting, device=spec.device,
-                                             cache_dir=results_root / "base")
+        checked = check_forgetting(spec.model, adapted, spec.forgetting, device=process_device(spec.device),
+                                   cache_dir=results_root / "base")
     except Exception as error:  # noqa: BLE001
-        result.forgetting = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
+        checked = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
+    if result is not None:
+        result.forgetting = checked
+
+
+def process_device(device: str) -> str:
+    """This process's own device: cuda:<local rank> under a multi-GPU launch (accelerate's PartialState says which)."""
+    from runners import shards
+
+    state = shards.processes()
+    return str(state.device) if state is not None and device == "cuda" else device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = RunSpec.model_validate(launched["spec"])
     quiet_third_party()
     main_process = int(os.environ.get("RANK", "0")) == 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # join the process group now: a prompting runner makes no Accelerator
+        from accelerate import PartialState
+
+        PartialState(cpu=spec.device == "cpu")
     from rich.console import Console
 
     from base.progress import LogDisplay, showing
@@ -270,15 +299,26 @@ def main(argv: list[str] | None = None) -> int:
     display = LogDisplay(Console(file=sys.stdout, soft_wrap=True)) if main_process else nullcontext()
     with display, showing(display if main_process else None):
         result = execute(spec)
-        if result is None:
-            return 0
-        if main_process:
-            add_forgetting(spec, result, spec.run_dir.parent.parent)
+        add_forgetting(spec, result, spec.run_dir.parent.parent)
+    end_process_group()
+    if result is None:
+        return 0
     if main_process:
         write_json_atomic(Path(result_file), result.to_json())
     elif result.status is RunStatus.failed:  # only the main process records; the others' errors go to output.log
         print(f"process {os.environ.get('RANK')}: {result.error}", file=sys.stderr)
     return 1 if result.status is RunStatus.failed and int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+def end_process_group() -> None:
+    """A multi-process run keeps its process group from training through scoring and forgetting checks; it ends
+    here (accelerate's end_training does the same)."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

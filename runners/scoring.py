@@ -6,6 +6,10 @@ whether it can spell a label. Format compliance (are free generations exactly a 
 QA is scored on greedy generations (EM/F1, SQuAD normalisation); `scoring: generate` keeps generate-and-parse for
 classification too. Every metric gets a 95% bootstrap interval.
 
+Under a multi-process launch the model calls are data-parallel: each process ranks, generates for and times its
+contiguous share of the items and every per-item result comes back in order (runners.shards) before any metric is
+computed, so predictions, intervals and costs are those of one process, up to float summation order.
+
 The ranking is written here rather than called through lm-eval's HFLM.loglikelihood: HFLM scores one row per
 (prompt, choice), while one-token label sets need one forward per prompt here and only the last positions' logits
 (bench/eval_throughput.py measures both on the same items).
@@ -24,6 +28,7 @@ from base.data import Example
 from base.plan import TaskSpec
 from runners.context import context_length, fit_prompts
 from runners.prompting import answer_prefix
+from runners.shards import map_shards, report_share
 from runners.stats import bootstrap_ci
 
 LATENCY_SAMPLE = 12  # queries timed one at a time (batch 1) for honest per-query latency
@@ -224,6 +229,29 @@ def rank_choices(model: Any, tokenizer: Any, prompts: Sequence[str], choices: Se
     return scores
 
 
+def ranked_in_shards(model: Any, tokenizer: Any, prompts: Sequence[str], choices: Sequence[Sequence[str]], *,
+                     batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list[list[float]]:
+    """`rank_choices`, each process of a multi-process run ranking its share of the prompts (runners.shards)."""
+    return map_shards(lambda mine, advance: rank_choices(model, tokenizer, [prompts[i] for i in mine],
+                                                         [choices[i] for i in mine], batch_size=batch_size,
+                                                         progress=advance), len(prompts), progress)
+
+
+def generated_in_shards(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
+                        progress: Callable[[int], None] | None = None) -> tuple[list[str], list[int]]:
+    """`generate`, each process of a multi-process run generating for its share of the prompts (runners.shards)."""
+    pairs = map_shards(lambda mine, advance: list(zip(*generate(model, tokenizer, [prompts[i] for i in mine],
+                                                                 max_new_tokens, batch_size, advance))),
+                       len(prompts), progress)
+    return [text for text, _ in pairs], [count for _, count in pairs]
+
+
+def timed_in_shards(call: Callable[[Any], Any], items: Sequence[Any]) -> list[float]:
+    """`time_each` over the same first items, each process of a multi-process run timing its share of them."""
+    sample = list(items[:LATENCY_SAMPLE])
+    return map_shards(lambda mine, _: time_each(call, [sample[i] for i in mine]), len(sample))
+
+
 def time_each(call: Callable[[Any], Any], items: Sequence[Any]) -> list[float]:
     """Wall time of `call` on each of the first items, one at a time: what a user waits for one answer."""
     timings = []
@@ -259,6 +287,7 @@ def evaluate(
     `reordered`: the same prompts with their demonstrations in other orders, each with its calibration twins (or
     None); rank tasks average the label scores over every order, and prompt tokens and latency count them all.
     Generations (format compliance, `generate` tasks) use `prompts` alone.
+    Every process of a multi-process run calls this with the same arguments and gets the same Evaluation.
     """
     options = choice_sets(task, examples, labels) if task.scoring == "rank" else []
     context = context_length(model, tokenizer)
@@ -273,17 +302,18 @@ def evaluate(
             order_calibration, _ = fit_prompts(tokenizer, order_calibration, budget)
         fitted.append((order_prompts, order_calibration, order_truncated))
     prompts, truncated = fitted[0][0], fitted[0][2]
+    report_share("scoring eval items:", len(prompts))
     prompt_tokens = [sum(len(tokenizer(order[0][i], add_special_tokens=False)["input_ids"]) for order in fitted)
                      for i in range(len(prompts))]
     if task.scoring == "rank":
         evaluation = _evaluate_ranked(model, tokenizer, task, examples, [order[:2] for order in fitted], options, seed,
                                       batch_size, progress)
-        latencies = time_each(lambda i: [rank_choices(model, tokenizer, [order[0][i]], [options[i]], batch_size=1)
-                                         for order in fitted], range(len(prompts)))
+        latencies = timed_in_shards(lambda i: [rank_choices(model, tokenizer, [order[0][i]], [options[i]], batch_size=1)
+                                               for order in fitted], range(len(prompts)))
         completion_tokens = _format_compliance(model, tokenizer, evaluation, prompts, options, max_new_tokens, batch_size)
     else:
-        texts, completion_tokens = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
-        latencies = time_each(lambda prompt: generate(model, tokenizer, [prompt], max_new_tokens, batch_size=1), prompts)
+        texts, completion_tokens = generated_in_shards(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
+        latencies = timed_in_shards(lambda prompt: generate(model, tokenizer, [prompt], max_new_tokens, batch_size=1), prompts)
         evaluation = _score_generations(task, examples, prompts, texts, labels, seed)
     evaluation.metrics["scoring"] = task.scoring
     evaluation.metrics["truncated_prompts"] = sum(truncated)
@@ -321,13 +351,13 @@ def calibrate(scores: Sequence[float], content_free_scores: Sequence[float]) -> 
 def _ranked_scores(model: Any, tokenizer: Any, prompts: Sequence[str], calibration_prompts: Sequence[str] | None,
                    options: list[list[str]], batch_size: int, progress: Callable[[int], None] | None) -> list[list[float]]:
     """Each example's choice log-likelihoods, calibrated against the content-free twins when given."""
-    scores = rank_choices(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
+    scores = ranked_in_shards(model, tokenizer, prompts, options, batch_size=batch_size, progress=progress)
     if calibration_prompts is None:
         return scores
     unique: dict[str, list[str]] = {}  # zero-shot has one content-free prompt; few-shot one per demo set
     for prompt, opts in zip(calibration_prompts, options):
         unique.setdefault(prompt, opts)
-    by_prompt = dict(zip(unique, rank_choices(model, tokenizer, list(unique), list(unique.values()), batch_size=batch_size)))
+    by_prompt = dict(zip(unique, ranked_in_shards(model, tokenizer, list(unique), list(unique.values()), batch_size=batch_size)))
     return [calibrate(row, by_prompt[p]) for row, p in zip(scores, calibration_prompts)]
 
 
@@ -367,7 +397,7 @@ def _format_compliance(model: Any, tokenizer: Any, evaluation: Evaluation, promp
     sample = list(prompts[:FORMAT_SAMPLE])
     longest = max((len(tokenizer(o, add_special_tokens=False)["input_ids"]) for opts in options[:FORMAT_SAMPLE] for o in opts),
                   default=1)
-    texts, counts = generate(model, tokenizer, sample, min(max_new_tokens, longest + 2), batch_size)
+    texts, counts = generated_in_shards(model, tokenizer, sample, min(max_new_tokens, longest + 2), batch_size)
     exact = [_is_exactly_one_of(text, opts) for text, opts in zip(texts, options)]
     for row, text in zip(evaluation.predictions, texts):
         row["raw"] = text

@@ -547,7 +547,7 @@ def save_model(accelerator: Any, model: Any, tokenizer: Any, folder: Path) -> Pa
 
 
 def shards_weights(accelerator: Any) -> bool:
-    """FSDP and DeepSpeed leave each process a shard of the weights: the main process scores the saved model instead."""
+    """FSDP and DeepSpeed leave each process a shard of the weights: every process scores the saved model instead."""
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
@@ -571,8 +571,10 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
 
     Supervised strategies train on `prompting.training_pair`, the exact prompt they are scored with; continued
     pre-training trains on the raw corpus (every token) and is then scored zero-shot like the base model.
-    Under a multi-process launch every process trains its share; the main process then scores and returns the
-    RunResult, the others return None.
+    Under a multi-process launch every process trains its share, then scores its share of the eval split
+    (runners.shards); the main process returns the RunResult, the others None. The process group stays up for the
+    forgetting checks after this (runners.launch ends it). Several machines share the results folder (as checkpoints
+    already need), so every process can read back a model saved from FSDP/DeepSpeed shards.
     """
     from base.errors import AdaptError
     from runners import common
@@ -604,15 +606,14 @@ def run_training(spec: Any, build_model: Callable[[Any, Any], Any], *, quantizat
         stats = train(model, tokenizer, train_pairs, settings, eval_pairs=eval_pairs, device=spec.device,
                       seed=spec.seed, checkpoint_dir=checkpoints, loss_on_prompt=continued_pretraining,
                       accelerator=accelerator, save_to=saved, make_optimizer=make_optimizer)
-    sharded = shards_weights(accelerator)
-    accelerator.end_training()
+    if accelerator.is_main_process:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them; full-FT ones are GBs
+    if shards_weights(accelerator):  # each process scores with the whole saved model, not its shard of the weights
+        model = load_saved(spec, saved, device, quantization_config)
+    evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
     if not accelerator.is_main_process:
         return None
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them; full-FT ones are GBs
-    if sharded:
-        model = load_saved(spec, saved, device, quantization_config)
     trainable, total = common.count_params(model)
-    evaluation, _ = common.score(spec, model, tokenizer, data, common.prompts_for(tokenizer, spec, data, data.eval))
     cost = {
         "train_time_s": round(stats.train_time_s, 3), "examples_per_s": round(stats.examples_per_s, 3),
         "tokens_per_s": round(stats.tokens_per_s, 1), "peak_memory_mb": round(peak.peak_mb, 1),

@@ -9,7 +9,7 @@ from runners.models import load_model
 from base.results import RunResult
 
 
-def run(spec: RunSpec) -> RunResult:
+def run(spec: RunSpec) -> RunResult | None:
     started = time.time()
     seed_everything(spec.seed)
     data = load_task_data(spec)

@@ -102,15 +102,18 @@ def test_cli_dry_run_and_bad_plan(plan_file, tmp_path):
     assert "Traceback" not in failed.output
 
 
-def test_other_machines_of_a_multi_node_launch_only_join_training(plan_file, monkeypatch):
-    """machine_rank 1 lends its processes to the distributed training runs and records nothing (machine 0 does)."""
+def test_other_machines_of_a_multi_node_launch_only_join_multi_process_runs(plan_file, monkeypatch):
+    """machine_rank 1 lends its processes to the multi-process runs (training, and prompting runs that only score) and
+    records nothing (machine 0 does); a single-process run (RAG) is machine 0's alone."""
     plan_file.write_text(plan_file.read_text() + "launch: {num_processes: 4, num_machines: 2, machine_rank: 1, main_process_ip: 10.0.0.1}\n")
-    text = plan_file.read_text().replace("strategies:\n", "strategies:\n  - {strategy: lora, max_steps: 1}\n")
+    text = plan_file.read_text().replace("strategies:\n", "strategies:\n  - {strategy: lora, max_steps: 1}\n"
+                                         "  - {strategy: rag, max_new_tokens: 3}\n")
+    text = text.replace("    eval: eval.jsonl\n", "    eval: eval.jsonl\n    corpus: eval.jsonl\n")
     plan_file.write_text(text)
     launched = []
     monkeypatch.setattr("runners.compare.launch_child", lambda spec, on_line: launched.append(spec.strategy.name) or (0, ""))
     monkeypatch.setattr("runners.compare.run_in_child", lambda spec, on_line: pytest.fail("machine 1 ran a whole run"))
     plan = load_plan(plan_file)
     assert compare(plan, run_specs(plan, device="cpu")) == []
-    assert launched == ["lora"]  # zero-shot and few-shot run on machine 0 only
+    assert launched == ["lora", "zero_shot", "few_shot"]  # not rag
     assert list(ResultStore(plan.output_dir).all()) == []

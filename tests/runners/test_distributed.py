@@ -1,5 +1,6 @@
 """Runs launched as processes of their own: a real 2-process DDP LoRA run on CPU (gloo) against a 1-process run with
-the same global batch, and a training process killed mid-run that compare records, survives and later resumes."""
+the same global batch (training, then scoring and forgetting checks split between the processes), and a training
+process killed mid-run that compare records, survives and later resumes."""
 from __future__ import annotations
 
 import json
@@ -18,11 +19,19 @@ from runners.compare import compare
 # half, DDP averages gradients): measured, losses equal to the 5 decimals recorded, weights within 1.4e-6. QLoRA's
 # bitsandbytes CPU kernels also depend on the batch's shape: measured, losses within 5e-4 relative.
 TOLERANCE = {"lora": (1e-4, 1e-5), "qlora": (2e-3, 1e-3)}
+SCORE_ATOL = {"lora": 1e-3, "qlora": 2e-2}  # on the eval items' choice log-likelihoods (about -16 here)
+# the LoRA run's forgetting checks: 4 items of two benchmarks (conftest ROWS: 3+2+2+3 choices, so 10 lm-eval requests
+# each; lm-eval strides the items, giving each of 2 processes 5) and the 3-text perplexity
+FORGETTING = "{benchmarks: [arc_easy, boolq], limit: 4}"
 
 
-def write_plan(folder, model_dir, strategies: str, launch: str = "", train_rows: int = 10):
+TASK = "  - {name: toy, type: classification, train: train.jsonl, eval: eval.jsonl}"
+
+
+def write_plan(folder, model_dir, strategies: str, launch: str = "", train_rows: int = 10,
+               forgetting: str = "{enabled: false}", eval_rows: int = 4, tasks: str = TASK):
     rows = [{"text": f"the movie was {'great' if i % 2 else 'awful'} and {'wonderful' if i % 3 else 'boring'} {i}",
-             "label": "positive" if i % 2 else "negative"} for i in range(train_rows + 4)]
+             "label": "positive" if i % 2 else "negative"} for i in range(train_rows + eval_rows)]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:train_rows]))
     (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[train_rows:]))
     path = folder / "plan.yaml"
@@ -31,10 +40,10 @@ model: {model_dir}
 device: cpu
 output_dir: out
 tasks:
-  - {{name: toy, type: classification, train: train.jsonl, eval: eval.jsonl}}
+{tasks}
 strategies:
 {strategies}
-forgetting: {{enabled: false}}
+forgetting: {forgetting}
 {launch}
 """)
     return path
@@ -57,14 +66,16 @@ LORA = "  - {strategy: lora, epochs: 2, batch_size: 4, grad_accum: 2, learning_r
 
 
 @pytest.mark.parametrize("strategy", ["lora", "qlora"])
-def test_two_process_ddp_matches_one_process(strategy, tmp_path, tiny_model_dir):
-    """QLoRA: each process loads its own 4-bit model on its own device (device_map {"": local process})."""
+def test_two_process_ddp_matches_one_process(strategy, tmp_path, tiny_model_dir, bench_data):
+    """QLoRA: each process loads its own 4-bit model on its own device (device_map {"": local process}).
+    Both processes score half the eval items and the result is the 1-process one; so are LoRA's forgetting checks."""
     loss_rtol, weight_atol = TOLERANCE[strategy]
+    forgetting = FORGETTING if strategy == "lora" else "{enabled: false}"
     results = {}
     for processes in (1, 2):
         folder = tmp_path / f"p{processes}"
         folder.mkdir()
-        plan, (result,) = run_plan(write_plan(folder, tiny_model_dir, LORA.replace("lora", strategy)),
+        plan, (result,) = run_plan(write_plan(folder, tiny_model_dir, LORA.replace("lora", strategy), forgetting=forgetting),
                                    [f"launch.num_processes={processes}"])
         assert result.status is RunStatus.ok, result.error
         run_dir = plan.output_dir / "artifacts" / result.run_id
@@ -72,8 +83,9 @@ def test_two_process_ddp_matches_one_process(strategy, tmp_path, tiny_model_dir)
                                                                          "adapter_model.safetensors"]  # one adapter
         assert [r.run_id for r in ResultStore(plan.output_dir).all()] == [result.run_id]  # one result
         log = (run_dir / "output.log").read_text()
-        results[processes] = (result, adapter_weights(run_dir / "model"), log)
-    (one, one_weights, _), (two, two_weights, two_log) = results[1], results[2]
+        predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+        results[processes] = (result, adapter_weights(run_dir / "model"), log, predictions)
+    (one, one_weights, one_log, one_rows), (two, two_weights, two_log, two_rows) = results[1], results[2]
     assert one.cost["processes"] == 1 and two.cost["processes"] == 2
     assert "process 0/2 (MULTI_CPU, cpu:0): 5 of 9 examples an epoch" in two_log  # each process trained on its share
     assert "process 1/2 (MULTI_CPU, cpu:0): 4 of 9 examples an epoch" in two_log
@@ -89,6 +101,65 @@ def test_two_process_ddp_matches_one_process(strategy, tmp_path, tiny_model_dir)
     for name, weight in one_weights.items():  # both processes' gradients went in: half a batch would land elsewhere
         assert (weight - two_weights[name]).abs().max() < weight_atol, name
     assert any((w != 0).any() for n, w in one_weights.items() if "lora_B" in n)  # and training moved the adapter
+
+    # scoring: each process ranked 2 of the 4 eval items; merged in order, the items and metrics are the 1-process ones
+    assert "process 0/2: scoring eval items: 2 of 4" in two_log and "process 1/2: scoring eval items: 2 of 4" in two_log
+    assert "scoring eval items" not in one_log
+    assert [r["id"] for r in two_rows] == [r["id"] for r in one_rows] == ["eval-1", "eval-2", "eval-3", "eval-4"]
+    for mine, theirs in zip(two_rows, one_rows):
+        assert {k: v for k, v in mine.items() if k != "scores"} == {k: v for k, v in theirs.items() if k != "scores"}
+        assert mine["scores"] == pytest.approx(theirs["scores"], abs=SCORE_ATOL[strategy])
+    assert two.metrics == one.metrics
+    for field in ("prompt_tokens_per_query", "completion_tokens_per_query", "usd_per_1m_queries"):
+        assert two.cost[field] == one.cost[field]
+    assert two.cost["latency_p50_s"] > 0  # the 4 items were timed, 2 on each process
+
+    if strategy == "lora":  # forgetting: lm-eval gave each process half the requests of each of its 4 evaluations
+        assert two_log.count("process 0/2: forgetting: 5 lm-eval requests") == 4
+        assert two_log.count("process 1/2: forgetting: 5 lm-eval requests") == 4
+        assert "lm-eval requests" not in one_log
+        assert "error" not in two.forgetting, two.forgetting
+        assert set(two.forgetting["benchmarks"]) == {"arc_easy", "boolq"}
+        for name, row in one.forgetting["benchmarks"].items():
+            assert two.forgetting["benchmarks"][name] == row and row["n"] == 4
+        assert two.forgetting["perplexity"] == pytest.approx(one.forgetting["perplexity"], rel=1e-5)
+
+
+def predictions_of(plan, result):
+    return [json.loads(line) for line in (plan.output_dir / result.predictions_file).read_text().splitlines()]
+
+
+def test_two_process_prompting_runs_match_one_process(tmp_path, tiny_model_dir):
+    """Few-shot (nothing but scoring) under a 2-process launch: 5 eval items, 3 on the first process and 2 on the
+    second, ranked in 2 demonstration orders with calibration (rank task) or generated (generate task): each run's
+    items, metrics and prompt costs are the 1-process ones, and one result is recorded per run."""
+    few_shot = ("  - {strategy: few_shot, k: 2, orderings: 2, calibrate: true, max_new_tokens: 3, tasks: [toy]}\n"
+                "  - {strategy: few_shot, k: 2, max_new_tokens: 3, tasks: [toy_generated], label: generating}")
+    tasks = TASK + "\n" + TASK.replace("name: toy,", "name: toy_generated, scoring: generate,")
+    runs = {}
+    for processes in (1, 2):
+        folder = tmp_path / f"p{processes}"
+        folder.mkdir()
+        plan, results = run_plan(write_plan(folder, tiny_model_dir, few_shot, eval_rows=5, tasks=tasks),
+                                 [f"launch.num_processes={processes}"])
+        assert [r.status for r in results] == [RunStatus.ok] * 2, [r.error for r in results]
+        assert len(ResultStore(plan.output_dir).all()) == 2
+        runs[processes] = [(result, predictions_of(plan, result)) for result in results]
+    for (one, one_rows), (two, two_rows) in zip(runs[1], runs[2]):
+        assert one.task == two.task and len(two_rows) == 5
+        for mine, theirs in zip(two_rows, one_rows):
+            assert {k: v for k, v in mine.items() if k != "scores"} == {k: v for k, v in theirs.items() if k != "scores"}
+            assert mine.get("scores", []) == pytest.approx(theirs.get("scores", []), abs=1e-3)
+        assert two.metrics == one.metrics
+        for field in ("prompt_tokens_per_query", "completion_tokens_per_query", "usd_per_1m_queries"):
+            assert two.cost[field] == one.cost[field]
+    assert runs[1][0][0].metrics["rank_by"] == "sum_logprob_calibrated_mean_of_2_orders"
+    assert runs[1][1][0].metrics["scoring"] == "generate"
+    logs = sorted((tmp_path / "p2" / "out" / "artifacts").glob("*/output.log"))
+    assert len(logs) == 2
+    for log in logs:
+        text = log.read_text()
+        assert "process 0/2: scoring eval items: 3 of 5" in text and "process 1/2: scoring eval items: 2 of 5" in text
 
 
 def test_killed_training_process_is_recorded_and_resumed(tmp_path, tiny_model_dir):

@@ -19,6 +19,7 @@ strategies:
   - lora
   - full_ft
   - zero_shot
+  - feature_based
 {launch}
 """
 SHIPPED = sorted((paths.CONFIGS_DIR / "launch").glob("*.yaml"))
@@ -46,13 +47,15 @@ def test_one_process_runs_plain_python(tmp_path):
         assert cmd[:3] == [sys.executable, "-m", "runners.launch"] and cmd[3].endswith("spec.json")
 
 
-def test_override_sets_processes_and_only_training_runs_are_distributed(tmp_path):
+def test_override_sets_processes_for_training_and_scoring_only_runs(tmp_path):
     runs = specs(tmp_path, overrides=["launch.num_processes=4", "launch.mixed_precision=bf16"])
     lora = launched(runs["lora"])
     assert lora[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in lora
     assert option(lora, "--num_processes") == "4" and option(lora, "--mixed_precision") == "bf16"
     assert lora[lora.index("--module") + 1] == "runners.launch"
-    assert launched(runs["zero_shot"])[2] == "runners.launch"  # scoring alone: one plain process
+    zero_shot = launched(runs["zero_shot"])  # scoring only: its eval items split between the processes
+    assert zero_shot[1:3] == ["-m", "accelerate.commands.launch"] and option(zero_shot, "--num_processes") == "4"
+    assert launched(runs["feature_based"])[2] == "runners.launch"  # one classifier on every feature: one plain process
     assert runs["lora"].config_hash != specs(tmp_path)["lora"].config_hash  # bf16 changes the numbers
     assert specs(tmp_path, overrides=["launch.num_processes=4"])["lora"].config_hash == specs(tmp_path)["lora"].config_hash
 
@@ -113,7 +116,7 @@ def test_bad_launch_settings_name_the_field_and_line(tmp_path, launch, field, wo
     with pytest.raises(AdaptError) as caught:
         specs(tmp_path, launch)
     assert caught.value.field == field and words in str(caught.value)
-    assert caught.value.line == 9
+    assert caught.value.line == 10
 
 
 def test_exit_reasons_name_the_signal():
