@@ -131,12 +131,10 @@ def pair_tokens(answers: Answers) -> int:
 
 
 def max_length_for(answers: Answers) -> int:
-    """Row length of the plan: the smallest power of two from 256 that holds a whole micro-batch of PLAN_BATCH examples
-    packed (its largest one too), so no micro-batch spills into a second, mostly padded row; within the context."""
-    needed = est.tokens_per_batch(est.TrainSetup(batch=PLAN_BATCH, seq_len=2**31, example_tokens=pair_tokens(answers)),
-                                  peak=True)
-    context = answers.context_window or 4096
-    return min(max(256, 2 ** math.ceil(math.log2(needed))), context)
+    """Row length of the plan: the smallest power of two from 256 that holds the longest example whole (the mean
+    example's spread, est.longest_example), within the context window."""
+    longest = est.longest_example(est.TrainSetup(example_tokens=pair_tokens(answers)))
+    return min(max(256, 2 ** math.ceil(math.log2(longest))), answers.context_window or 4096)
 
 
 def workload(answers: Answers) -> est.Workload:

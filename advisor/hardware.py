@@ -62,11 +62,13 @@ def checked_gpus() -> dict[str, list[str]]:
     return {"memory": list(CHECKED_MEMORY), "time": list(CHECKED_TIME)}
 
 
-# Share of the matmul benchmark a CPU training step reaches, and the memory bandwidth its optimizer step runs at:
-# fitted to the demo's LoRA, QLoRA and full-FT train times on an idle build machine (README: 80 s, 90 s, 138 s for
-# 160 SST-2 examples, batch 4 x 128), with the chat template, held-out share and epoch checkpoint counted.
-CPU_MFU = 0.40
-CPU_BANDWIDTH_GBS = 15.0
+# Share of the matmul benchmark a CPU training step reaches: fitted to the LoRA runs of the demo plan (28.9 s, 144
+# SST-2 examples, 4 a batch, 1 epoch) and of the advised plan (86.1 s, 8 a batch, 3 epochs) on the 2-core build
+# machine (bench/data/cpu_runs; full FT reaches 0.51, LoRA 0.43-0.45: its small adapter matmuls run slower).
+# The optimizer step's rate, as the bandwidth of the estimate's 23 accesses a parameter: measured directly, an AdamW
+# step with gradient clipping over 133M fp32 parameters takes 0.173 s on that machine (70 GB/s).
+CPU_MFU = 0.46
+CPU_BANDWIDTH_GBS = 70.0
 CACHE_FILE = "hardware.json"
 
 

@@ -64,10 +64,12 @@ def test_combinations_run_as_their_parts():
 def test_plan_settings_follow_the_answers():
     _, plan = plan_of(Answers(labelled_examples=5000, gpu="H100", avg_example_tokens=300, context_window=1024))
     lora = next(s for s in plan.strategies if s.strategy == "lora")
-    # eight ~300-token examples need ~4k positions a packed micro-batch: the row is as long as the context allows
+    # the longest of ~300-token examples (chat format: ~350) runs to ~670 tokens: rows of 1024 hold it whole
     assert lora.r == 16 and lora.alpha == 32 and lora.max_length == 1024 and lora.epochs == 1
+    _, long = plan_of(Answers(labelled_examples=5000, gpu="H100", avg_example_tokens=1500, context_window=2048))
+    assert next(s for s in long.strategies if s.strategy == "lora").max_length == 2048  # 4096 needed: the context caps it
     _, short = plan_of(Answers(labelled_examples=5000, gpu="H100", avg_example_tokens=25, task_type="classification"))
-    assert next(s for s in short.strategies if s.strategy == "lora").max_length == 512  # 8 x 31 tokens, its largest 1.33x
+    assert next(s for s in short.strategies if s.strategy == "lora").max_length == 256
     _, small = plan_of(Answers(labelled_examples=200, gpu="H100"))
     assert next(s for s in small.strategies if s.strategy == "lora").epochs == 3
 

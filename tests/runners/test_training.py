@@ -309,3 +309,13 @@ def test_sharded_runs_score_the_saved_model_which_reloads_exactly(build, cls, ti
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, reloaded(input_ids=ids).logits)
         assert not torch.allclose(model(input_ids=ids).logits, build_tiny_model(tiny_tokenizer)(input_ids=ids).logits)
+
+
+def test_a_micro_batch_over_one_row_is_spread_evenly_over_the_rows_it_needs():
+    """Rows are padded to the widest: 270 tokens in rows of 256 take two rows of ~135, not 256 + 14 padded to 512."""
+    lengths = [40, 35, 30, 30, 30, 30, 30, 45]
+    rows = training.pack(lengths, 256)
+    widths = [sum(lengths[i] for i in row) for row in rows]
+    assert len(rows) == 2 and sorted(i for row in rows for i in row) == list(range(8))
+    assert len(rows) * max(widths) <= 1.1 * sum(lengths)
+    assert training.pack([250, 250, 250, 10], 256) == [[0], [1], [2], [3]]  # where spreading cannot fit, first fit stands
