@@ -92,6 +92,13 @@ def test_dry_run_prints_each_runs_time_and_the_total(tiny_plan):
         assert re.search(rf"{time.run_id} .* {re.escape(duration(time.total_s))}", flat)
 
 
+def test_only_takes_a_comma_separated_list_as_well_as_repeats(tiny_plan):
+    for only in (["--only", "zero_shot,lora"], ["--only", "zero_shot", "--only", "lora"]):
+        done = runner.invoke(app, ["compare", str(tiny_plan), "--dry-run", *only])
+        assert done.exit_code == 0, done.output
+        assert "for 2 run(s)" in " ".join(done.output.split())
+
+
 def test_plan_time_counts_what_each_run_does(tiny_plan):
     plan = load_plan(tiny_plan)
     zero, few, lora, full = plan_times(plan, run_specs(plan, device="cpu"))
