@@ -62,12 +62,14 @@ def checked_gpus() -> dict[str, list[str]]:
     return {"memory": list(CHECKED_MEMORY), "time": list(CHECKED_TIME)}
 
 
-# Share of the matmul benchmark a CPU training step reaches: fitted to the LoRA runs of the demo plan (28.9 s, 144
-# SST-2 examples, 4 a batch, 1 epoch) and of the advised plan (86.1 s, 8 a batch, 3 epochs) on the 2-core build
-# machine (bench/data/cpu_runs; full FT reaches 0.51, LoRA 0.43-0.45: its small adapter matmuls run slower).
+# Share of the matmul benchmark a CPU training step reaches: 0.5 matches the mean rate of the idle LoRA runs on the
+# 2-core build machine (SST-2, 8 or 4 examples a micro-batch, 18 to 54 steps: 151 to 193 tokens/s, ~173 on average;
+# the 193 is bench/data/cpu_runs' advised-plan run, which the estimate therefore puts 12% over).
 # The optimizer step's rate, as the bandwidth of the estimate's 23 accesses a parameter: measured directly, an AdamW
 # step with gradient clipping over 133M fp32 parameters takes 0.173 s on that machine (70 GB/s).
-CPU_MFU = 0.46
+CPU_MFU = 0.50
+CPU_INFERENCE_MFU = 0.8  # no-grad forwards on CPU (demo: 4-shot SST-2 scoring, ~64k prompt tokens, 2 min 14 s with its
+# generations and latency sample; advisor/plan_time.py)
 CPU_BANDWIDTH_GBS = 70.0
 CACHE_FILE = "hardware.json"
 

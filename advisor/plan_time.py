@@ -16,7 +16,7 @@ from pathlib import Path
 
 from advisor import estimate as est
 from advisor.engine import DEFAULT_GPU
-from advisor.hardware import GPUS, Device, local_cpu
+from advisor.hardware import CPU_INFERENCE_MFU, GPUS, Device, local_cpu
 from base import registry
 from base.data import load_corpus, load_examples, load_preferences
 from base.plan import Plan, RunSpec
@@ -26,8 +26,6 @@ PLAIN_TEMPLATE_TOKENS = 8  # "Review: ...\nSentiment:" around an example (the ch
 SCORING_BATCH = 8  # runners.scoring's batch
 FORWARD_OVERHEAD_S = 0.05  # per batched forward on CPU: tokenising, padding, Python between kernels (prior)
 DECODE_STEP_S = 0.05  # per generated token of a batch at batch 1-8 on CPU (measured p50: 0.62 s for ~12 tokens)
-CPU_INFERENCE_MFU = 0.8  # no-grad forwards reach about twice training's MFU on CPU (demo: 4-shot SST-2 scoring,
-# ~64k prompt tokens, 2 min 14 s with its generations and latency sample)
 LATENCY_QUERIES = 12  # runners.scoring.LATENCY_SAMPLE: queries timed one at a time
 FORMAT_QUERIES = 50  # runners.scoring.FORMAT_SAMPLE: rank-scored queries also generated freely
 RUN_OVERHEAD_S = 6.0  # per run: its own process's imports, loading the model, saving results (demo: 4-5 s)

@@ -50,7 +50,8 @@ def test_costs_order_the_methods_as_designed():
     assert galore.peak_memory_gib < full.peak_memory_gib - 20  # AdamW's 8B x 2 moments shrink to rank-128 ones
     assert galore.trainable_params == full.trainable_params
     assert freeze.train_hours < full.train_hours and freeze.peak_memory_gib < full.peak_memory_gib
-    assert 0 < features.train_hours < lora.train_hours / 2  # one forward pass, no backward
+    # one forward pass and no backward (half of LoRA's 4N a token), over batches padded to their longest (1.58x)
+    assert 0 < features.train_hours < lora.train_hours * 0.8
     assert features.trainable_params == shape.hidden + 1
     dpo = estimate("dpo")  # a LoRA policy, plus the reference model's forward on every pair
     assert dpo.trainable_params == lora.trainable_params and dpo.train_hours > lora.train_hours
