@@ -133,7 +133,7 @@ def pair_tokens(answers: Answers) -> int:
 def max_length_for(answers: Answers) -> int:
     """Row length of the plan: the smallest power of two from 256 that holds the longest example whole (the mean
     example's spread, est.longest_example), within the context window."""
-    longest = est.longest_example(est.TrainSetup(example_tokens=pair_tokens(answers)))
+    longest = est.longest_example(pair_tokens(answers))
     return min(max(256, 2 ** math.ceil(math.log2(longest))), answers.context_window or 4096)
 
 
@@ -166,9 +166,8 @@ def estimate_all(answers: Answers, shape: est.ModelShape, device: Device, modes:
     # a micro-batch is PLAN_BATCH examples (as Trainer counts them; fewer when there are fewer), packed into rows
     base = est.TrainSetup(seq_len=max_length_for(answers), batch=max(1, min(PLAN_BATCH, trained_examples)),
                           example_tokens=load.query_tokens, precision="bf16" if device.is_gpu else "fp32",
-                          host=not device.is_gpu)
+                          host=not device.is_gpu, processes=processes(answers, device))
     candidates = list(GPUS.values()) + ([] if device.is_gpu else [device])
-    base = replace(base, processes=processes(answers, device))
     for strategy in strategies():
         estimates[strategy], setups[strategy] = fitted_estimate(strategy, shape, base, load, device, candidates, modes)
     return estimates, setups

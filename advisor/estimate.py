@@ -371,9 +371,9 @@ LENGTH_CV = 0.33
 PEAK_SD = 2.8
 
 
-def longest_example(setup: TrainSetup) -> float:
-    """The longest example of a run (the same spread, one example a draw)."""
-    return setup.example_tokens * (1 + PEAK_SD * LENGTH_CV)
+def longest_example(example_tokens: float) -> float:
+    """The longest example of a run whose examples average `example_tokens` (the same spread, one example a draw)."""
+    return example_tokens * (1 + PEAK_SD * LENGTH_CV)
 
 
 def tokens_per_batch(setup: TrainSetup, peak: bool = False) -> float:
@@ -385,7 +385,7 @@ def tokens_per_batch(setup: TrainSetup, peak: bool = False) -> float:
     if not setup.example_tokens:
         return setup.batch * (setup.seq_len + extra)
     if extra or not setup.packing:
-        return setup.batch * (min(longest_example(setup) if peak else setup.example_tokens, setup.seq_len) + extra)
+        return setup.batch * (min(longest_example(setup.example_tokens) if peak else setup.example_tokens, setup.seq_len) + extra)
     spread = PEAK_SD * setup.example_tokens * LENGTH_CV * math.sqrt(setup.batch) if peak else 0.0
     return setup.batch * setup.example_tokens + spread
 
@@ -442,7 +442,7 @@ def feature_memory(shape: ModelShape, precision: str, example_tokens: float, hos
     scikit-learn's logistic regression lives in the same process."""
     setup = TrainSetup(strategy="zero_shot", precision=precision)
     rows = _default(FeatureBasedSettings, "batch_size")
-    width = min(longest_example(TrainSetup(example_tokens=example_tokens)), _default(FeatureBasedSettings, "max_length"))
+    width = min(longest_example(example_tokens), _default(FeatureBasedSettings, "max_length"))
     tokens = rows * width
     hidden_states = (shape.layers + 1) * shape.hidden * setup.compute_bytes * tokens
     return Memory(weights=weight_bytes(shape, setup), activations=hidden_states, logits=tokens * shape.vocab * 4,

@@ -270,10 +270,10 @@ def _predicted_memory_gb(estimate: dict[str, Any]) -> float | None:
     return None
 
 
-def _predicted_train_time(estimate: dict[str, Any]) -> str:
-    """A zero estimate means nothing was sized (cpt without a corpus size), not an instant run."""
+def _predicted_train_seconds(estimate: dict[str, Any]) -> float | None:
+    """A zero estimate means nothing was sized (cpt without a corpus size), not an instant run: None."""
     hours = _number_or_none(estimate.get("train_hours"))
-    return fmt_seconds(hours * 3600) if hours else DASH
+    return hours * 3600 if hours else None
 
 
 def _off_by(measured_text: str, predicted: float | None, measured: float) -> str:
@@ -320,16 +320,16 @@ def advisor_section(advice: dict[str, Any], frame: pd.DataFrame) -> Section:
     for kind in kinds:
         estimate = estimates.get(kind) or {}
         got = per_kind.loc[kind] if kind in per_kind.index else None
+        memory, seconds = _predicted_memory_gb(estimate), _predicted_train_seconds(estimate)
         rows.append([
             Cell(kind),
             Cell("ruled out" if kind in ruled_out else str(predicted_rank.get(kind, DASH))),
             Cell(str(measured_rank[kind]) if kind in measured_rank else DASH),
-            Cell(f"{memory:.1f} GB" if (memory := _predicted_memory_gb(estimate)) is not None else DASH),
+            Cell(f"{memory:.1f} GB" if memory is not None else DASH),
             Cell(_off_by(fmt_megabytes(got["peak_memory_mb"]), memory and memory * 1024, got["peak_memory_mb"])
                  if got is not None else DASH),
-            Cell(_predicted_train_time(estimate)),
-            Cell(_off_by(fmt_seconds(got["train_time_s"]), (_number_or_none(estimate.get("train_hours")) or 0) * 3600,
-                         got["train_time_s"]) if got is not None else DASH),
+            Cell(fmt_seconds(seconds) if seconds else DASH),
+            Cell(_off_by(fmt_seconds(got["train_time_s"]), seconds, got["train_time_s"]) if got is not None else DASH),
             Cell(fmt_usd(_number_or_none(estimate.get("usd_per_1m_queries")))),
             Cell(fmt_usd(got["usd_per_1m_queries"]) if got is not None else DASH),
         ])

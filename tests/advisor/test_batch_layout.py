@@ -85,6 +85,6 @@ def test_the_advised_row_length_holds_every_example_whole(sst2_sequences):
     max_length = max_length_for(answers)
     sequences = encode_pairs(tokenizer, pairs, max_length)
     mean, largest, example = loop_layout(sequences, PLAN_BATCH, max_length)
-    assert max(len(s.input_ids) for s in sequences) < est.longest_example(est.TrainSetup(example_tokens=example)) <= max_length
+    assert max(len(s.input_ids) for s in sequences) < est.longest_example(example) <= max_length
     assert mean == pytest.approx(PLAN_BATCH * example, rel=0.02)
     assert pair_tokens(answers) == pytest.approx(example, rel=0.1)  # the answer (25) plus the plain format's tokens
